@@ -1,0 +1,1 @@
+"""`trustctl`: the operator and developer command line."""

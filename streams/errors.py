@@ -1,0 +1,70 @@
+"""One error tree for the whole project.
+
+    TrustError                      base; every error the project raises on purpose
+    ├── ConfigError                 a setting or environment variable is wrong
+    ├── PolicyError                 a policy document is refused (carries every issue)
+    │   └── PolicyVersionConflict   same version, different content
+    ├── EventError                  an event is missing a field or has a wrong type
+    ├── CodecError                  bytes that do not decode / a record that does not encode
+    ├── RedzoneError                the redzone refused an operation
+    │   ├── TransitionError         a status transition the state machine forbids
+    │   └── UnknownProcessError     no such quarantined process
+    └── StackError                  the local Kafka/Redis stack could not be run
+
+Messages are lowercase, name the offending value in backticks and never name
+internal types.  Library errors are translated at the edge with
+``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class TrustError(Exception):
+    """Base of every error the project raises on purpose."""
+
+    code = "trust_error"
+
+
+class ConfigError(TrustError):
+    code = "config"
+
+
+class PolicyError(TrustError):
+    """A policy document refused as a whole; ``issues`` holds every problem."""
+
+    code = "policy_invalid"
+
+    def __init__(self, issues: list[tuple[str, str]] | tuple[tuple[str, str], ...]):
+        self.issues = tuple(issues)
+        lines = [f"{path}: {msg}" if path else msg for path, msg in self.issues]
+        super().__init__(
+            f"policy refused with {len(lines)} error(s):\n  " + "\n  ".join(lines)
+        )
+
+
+class PolicyVersionConflict(PolicyError):
+    code = "policy_version_conflict"
+
+
+class EventError(TrustError):
+    code = "event_invalid"
+
+
+class CodecError(TrustError):
+    code = "codec"
+
+
+class RedzoneError(TrustError):
+    code = "redzone"
+
+
+class TransitionError(RedzoneError):
+    code = "redzone_transition"
+
+
+class UnknownProcessError(RedzoneError):
+    code = "redzone_unknown_process"
+
+
+class StackError(TrustError):
+    code = "stack"
