@@ -1,0 +1,141 @@
+"""The decision path, top to bottom: event -> evaluate -> decide -> records to emit.
+
+`TrustEngine` is pure: it holds the running policy, the adaptive trust table
+(any mutable mapping: a dict offline, a Faust table in the stream) and a
+redzone view, and turns each event into the records SPEC §2 says to emit.
+Emitting them is the caller's business (replay writes JSON lines; the decide
+agent produces to Kafka).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, MutableMapping, Protocol
+
+from streams.events import identity_record
+from streams.policy.compiled import CompiledPolicy
+from streams.policy.evaluate import Isolation, evaluate
+from streams.policy.model import (
+    Action,
+    EnforcementMode,
+    ForensicMode,
+    PolicyEvaluationResult,
+    SyscallContext,
+)
+
+_QUARANTINE_NS = uuid.UUID("6f1c2b52-31c6-4a8e-9a53-4d5f0f6e2a10")
+ENFORCE = EnforcementMode.ENFORCE
+PERMISSIVE = EnforcementMode.PERMISSIVE
+
+
+class RedzoneView(Protocol):
+    """What the engine needs of the redzone: look up, and quarantine at once."""
+
+    def isolation_of(self, process_id: str) -> Isolation | None: ...
+
+    def quarantine(self, cmd: dict[str, Any], now: str) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One event's decision and the records it causes."""
+
+    result: PolicyEvaluationResult
+    decision: dict[str, Any]
+    violation: dict[str, Any] | None = None
+    quarantine: dict[str, Any] | None = None
+
+
+def decision_record(ctx: SyscallContext, r: PolicyEvaluationResult) -> dict[str, Any]:
+    """SPEC §2.1 fields, in that order."""
+    return {
+        "event_id": ctx.event_id, "syscall": ctx.syscall, "args": list(ctx.args),
+        "identity": identity_record(ctx.identity), "allowed": r.allowed,
+        "action": r.action.value,
+        "reason_code": None if r.reason_code is None else r.reason_code.value,
+        "reason": r.reason, "trust_score": r.trust_score, "policy_version": r.policy_version,
+        "mode": r.mode.value, "enforced": r.enforced, "timestamp": r.timestamp,
+        "event_timestamp": ctx.timestamp,
+    }
+
+
+def violation_record(decision: dict[str, Any], r: PolicyEvaluationResult,
+                     trust_before: float) -> dict[str, Any]:
+    v = {k: decision[k] for k in ("event_id", "syscall", "args", "identity", "reason_code",
+                                  "reason", "action", "mode", "enforced", "trust_score",
+                                  "policy_version", "timestamp", "event_timestamp")}
+    v["trust_after"] = r.trust_after if r.trust_after is not None else trust_before
+    return v
+
+
+def trace_entry(decision: dict[str, Any], mode: ForensicMode) -> dict[str, Any]:
+    """One past decision as a forensic trace entry; metadata mode drops arguments."""
+    return {
+        "event_id": decision["event_id"], "syscall": decision["syscall"],
+        "args": decision["args"] if mode is ForensicMode.FULL else None,
+        "allowed": decision["allowed"], "action": decision["action"],
+        "reason_code": decision["reason_code"], "trust_score": decision["trust_score"],
+        "policy_version": decision["policy_version"], "timestamp": decision["timestamp"],
+    }
+
+
+def quarantine_command(ctx: SyscallContext, r: PolicyEvaluationResult,
+                       history: deque | None, now: str) -> dict[str, Any]:
+    """The QuarantineCommand a violation causes; its id derives from the event id,
+    so a redelivered event yields the same command and the redzone ignores it."""
+    mode = r.forensic_mode
+    trace = [] if mode is ForensicMode.NONE or not history else [trace_entry(d, mode) for d in history]
+    level = r.isolation_level.value
+    return {
+        "command_id": str(uuid.uuid5(_QUARANTINE_NS, f"{ctx.identity.id}/{ctx.event_id}")),
+        "op": "quarantine", "process_id": ctx.identity.process_id,
+        "container_id": ctx.identity.container_id, "identity": identity_record(ctx.identity),
+        "reason": r.reason, "reason_code": r.reason_code.value if r.reason_code else None,
+        "isolation_level": level, "isolation_syscalls": list(r.isolation_syscalls),
+        "forensic_mode": mode.value, "trace": trace, "policy_version": r.policy_version,
+        "source": "engine", "event_id": ctx.event_id, "timestamp": now,
+    }
+
+
+class TrustEngine:
+    """Decides events in order, keeping adaptive trust and the forensic history."""
+
+    def __init__(self, policy: CompiledPolicy, redzone: RedzoneView,
+                 trust: MutableMapping[str, float] | None = None, trace_depth: int = 64):
+        self.policy = policy
+        self.redzone = redzone
+        self.trust: MutableMapping[str, float] = {} if trust is None else trust
+        self.trace_depth = trace_depth
+        self._history: dict[str, deque] = {}
+
+    def use_policy(self, policy: CompiledPolicy) -> None:
+        """Switch policy version; later decisions carry the new version."""
+        self.policy = policy
+
+    def decide(self, ctx: SyscallContext, now: str, *, update_trust: bool = True) -> Outcome:
+        """Decide one event.  `update_trust=False` replays a redelivered event
+        without penalising or rewarding it a second time."""
+        identity = ctx.identity.id
+        t = self.trust.get(identity)
+        r = evaluate(self.policy, ctx, t, self.redzone.isolation_of(ctx.identity.process_id), now)
+        decision = decision_record(ctx, r)
+        if update_trust and r.trust_after is not None:
+            self.trust[identity] = r.trust_after
+        history = self._history.get(identity)
+        if history is None:
+            history = self._history[identity] = deque(maxlen=self.trace_depth)
+        history.append(decision)
+        if r.reason_code is None or r.mode is PERMISSIVE:
+            return Outcome(r, decision)
+        before = self.policy.trust_model.baseline if t is None else t
+        command = None
+        if r.mode is ENFORCE and r.action is Action.QUARANTINE:
+            command = quarantine_command(ctx, r, history, now)
+            self.redzone.quarantine(command, now)
+        return Outcome(r, decision, violation_record(decision, r, before), command)
+
+    def reset_trust(self, identity: str) -> None:
+        """Recovery (SPEC §3): the identity starts again from the baseline."""
+        self.trust[identity] = self.policy.trust_model.baseline
