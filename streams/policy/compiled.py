@@ -71,13 +71,14 @@ def _memo_fullmatch(rx: re.Pattern):
 class Plan:
     """What is fixed for one (identity, syscall) pair under one policy version."""
 
-    __slots__ = ("policy", "adjustment", "identity_failure", "mode")
+    __slots__ = ("policy", "adjustment", "identity_failure", "mode", "allowed_reason")
 
-    def __init__(self, policy, adjustment, identity_failure, mode):
+    def __init__(self, policy, adjustment, identity_failure, mode, allowed_reason):
         self.policy: CompiledSyscallPolicy | None = policy
         self.adjustment: float = adjustment
         self.identity_failure: tuple[ReasonCode, str] | None = identity_failure
         self.mode: EnforcementMode = mode
+        self.allowed_reason: str = allowed_reason
 
 
 class CompiledPolicy:
@@ -130,8 +131,10 @@ class CompiledPolicy:
         ])
         policy = self.lookup(syscall)
         if policy is None:
-            return Plan(None, adjustment, None, self.mode)
-        return Plan(policy, adjustment, _identity_failure(policy, identity, syscall), policy.mode)
+            return Plan(None, adjustment, None, self.mode,
+                        f"{syscall} has no policy; the default action allows it")
+        return Plan(policy, adjustment, _identity_failure(policy, identity, syscall), policy.mode,
+                    f"{syscall} complies with policy {policy.key}")
 
 
 def _identity_failure(p: CompiledSyscallPolicy, identity: str, syscall: str):

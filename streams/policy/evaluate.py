@@ -19,6 +19,7 @@ from streams.policy.model import (
     ReasonCode,
     SyscallContext,
 )
+from streams.policy.trust import after_compliant, after_violation, effective_trust
 
 ENFORCE = EnforcementMode.ENFORCE
 PERMISSIVE = EnforcementMode.PERMISSIVE
@@ -46,8 +47,7 @@ def evaluate(
     t = tm.baseline if adaptive is None else adaptive
     tv = ctx.trust_vector
     base = t if tv is None or tv.score >= t else tv.score
-    x = base + plan.adjustment
-    trust = round(0.0 if x < 0.0 else 1.0 if x > 1.0 else x, 6)
+    trust = effective_trust(base, plan.adjustment)
 
     if isolation is not None and isolation.covers(syscall, cp.syscall_classes):
         reason = f"process {ctx.identity.process_id} is quarantined and its isolation covers {syscall}"
@@ -55,15 +55,17 @@ def evaluate(
 
     policy = plan.policy
     if policy is None:
-        if cp.default_allow:
-            return _allowed(cp, f"{syscall} has no policy; the default action allows it",
-                            cp.mode, trust, t, now)
-        failure = (ReasonCode.NO_POLICY, f"no policy for {syscall} and the default action is deny")
+        if not cp.default_allow:
+            failure = (ReasonCode.NO_POLICY, f"no policy for {syscall} and the default action is deny")
+            return _violation(cp, plan, failure, trust, t, now)
     else:
         failure = plan.identity_failure or _policy_failure(policy, ctx, trust)
-        if failure is None:
-            return _allowed(cp, f"{syscall} complies with policy {policy.key}", plan.mode, trust, t, now)
-    return _violation(cp, plan, failure, trust, t, now)
+        if failure is not None:
+            return _violation(cp, plan, failure, trust, t, now)
+    mode = plan.mode
+    after = None if mode is PERMISSIVE else after_compliant(t, tm)
+    return PolicyEvaluationResult(True, ALLOW, None, plan.allowed_reason, trust, cp.version, mode,
+                                  mode is ENFORCE, now, FULL, (), FORENSIC_FULL, after)
 
 
 def _policy_failure(policy, ctx: SyscallContext, trust: float):
@@ -85,20 +87,11 @@ def _policy_failure(policy, ctx: SyscallContext, trust: float):
     return None
 
 
-def _allowed(cp, reason, mode, trust, t, now) -> PolicyEvaluationResult:
-    after = None
-    if mode is not PERMISSIVE:
-        tm = cp.trust_model
-        after = round(t + tm.recovery_rate * (tm.ceiling - t), 6)
-    return PolicyEvaluationResult(True, ALLOW, None, reason, trust, cp.version, mode,
-                                  mode is ENFORCE, now, FULL, (), FORENSIC_FULL, after)
-
-
 def _violation(cp, plan, failure, trust, t, now) -> PolicyEvaluationResult:
     code, reason = failure
     policy = plan.policy
     mode = cp.mode if policy is None else plan.mode
-    penalised = round(max(0.0, t - cp.trust_model.violation_penalty), 6)
+    penalised = after_violation(t, cp.trust_model)
     if policy is not None and policy.violation_action is not None:
         action = policy.violation_action
     elif cp.quarantine_threshold is not None and penalised < cp.quarantine_threshold:

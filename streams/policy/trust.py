@@ -6,7 +6,25 @@ Every value is computed in the order the spec writes it and rounded with
 
 from __future__ import annotations
 
+from math import floor
+
 from streams.policy.model import TrustModel
+
+
+def round6(x: float) -> float:
+    """Exactly ``round(x, 6)``, without its decimal conversion in the common case.
+
+    n / 1e6 is the double nearest to n/10^6 (IEEE division is correctly
+    rounded and both operands are exact), which is what round() returns; only
+    when x*1e6 lies within 1e-6 of a tie could the product's rounding pick the
+    wrong n, and then round() itself decides.  Tested against round().
+    """
+    y = x * 1e6
+    n = floor(y)
+    f = y - n
+    if 0.499999 < f < 0.500001:
+        return round(x, 6)
+    return (n + 1 if f > 0.5 else n) / 1e6
 
 
 def base_trust(vector_score: float | None, adaptive: float | None, model: TrustModel) -> float:
@@ -18,15 +36,15 @@ def base_trust(vector_score: float | None, adaptive: float | None, model: TrustM
 def effective_trust(base: float, adjustment: float) -> float:
     """clamp(base + adjustment, 0, 1), rounded."""
     x = base + adjustment
-    return round(0.0 if x < 0.0 else 1.0 if x > 1.0 else x, 6)
+    return round6(0.0 if x < 0.0 else 1.0 if x > 1.0 else x)
 
 
 def after_violation(t: float, model: TrustModel) -> float:
-    return round(max(0.0, t - model.violation_penalty), 6)
+    return round6(max(0.0, t - model.violation_penalty))
 
 
 def after_compliant(t: float, model: TrustModel) -> float:
-    return round(t + model.recovery_rate * (model.ceiling - t), 6)
+    return round6(t + model.recovery_rate * (model.ceiling - t))
 
 
 def sum_adjustments(adjustments: list[float]) -> float:
