@@ -39,6 +39,8 @@ class Settings:
     kafka_controller_port: int = 9093
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password: str | None = field(default=None, repr=False)
+    redis_protocol: int = 3
+    redis_prefix: str = "trust:"
     topic_prefix: str = "trust."
     partitions: int = 6
     replication_factor: int = 1
@@ -77,6 +79,8 @@ class Settings:
             kafka_controller_port=_int(env, "TRUST_KAFKA_CONTROLLER_PORT", d.kafka_controller_port),
             redis_url=env.get("TRUST_REDIS_URL") or d.redis_url,
             redis_password=env.get("TRUST_REDIS_PASSWORD") or None,
+            redis_protocol=_int(env, "TRUST_REDIS_PROTOCOL", d.redis_protocol),
+            redis_prefix=env.get("TRUST_REDIS_PREFIX") or d.redis_prefix,
             topic_prefix=env.get("TRUST_TOPIC_PREFIX", d.topic_prefix),
             partitions=_int(env, "TRUST_PARTITIONS", d.partitions),
             replication_factor=_int(env, "TRUST_REPLICATION_FACTOR", d.replication_factor),

@@ -1,0 +1,1 @@
+"""Faust agents: thin loops around plain handlers that are tested without a broker."""

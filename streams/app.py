@@ -1,0 +1,135 @@
+"""The Faust application: topics, the trust table and the agents, wired from Settings.
+
+The decision path itself is `streams.agents.decide.BatchDecider`; this module
+only connects it to Kafka.  Settings that matter, and why:
+
+- `processing_guarantee="at_least_once"`: faust-streaming's exactly_once has
+  open duplicate bugs; the decider is idempotent under redelivery instead.
+- agent concurrency 1: faust-streaming#606 can skip offsets above 1.
+- raw key/value serializers: values are Avro, decoded by our own codec.
+- the web server binds 127.0.0.1 with the table and router endpoints off.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from streams.agents.decide import BatchDecider, Source, utc_now
+from streams.agents.policy import PolicyWatcher
+from streams.agents.redzone import RedzoneApplier, RedzoneFollower
+from streams.engine import TrustEngine
+from streams.redzone.view import LocalRedzoneView
+from streams.settings import Settings
+
+log = logging.getLogger("forgeone.trust")
+
+settings = Settings.from_env()
+
+
+def _make_app(s: Settings) -> faust.App:
+    return faust.App(
+        s.app_id,
+        broker=[f"kafka://{h}" for h in s.kafka_bootstrap.split(",")],
+        store="memory://",
+        processing_guarantee="at_least_once",
+        topic_partitions=s.partitions,
+        topic_replication_factor=s.replication_factor,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        web_bind=s.web_host,
+        web_host=s.web_host,
+        web_port=s.web_port,
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        stream_recovery_delay=0.0,
+        broker_commit_interval=1.0,
+    )
+
+
+app = _make_app(settings)
+
+
+def _raw_topic(kind: str):
+    return app.topic(settings.topic(kind), key_type=bytes, value_type=bytes,
+                     key_serializer="raw", value_serializer="raw")
+
+
+events_topic = _raw_topic("events")
+quarantine_topic = _raw_topic("quarantine")
+outputs = {kind: _raw_topic(kind) for kind in ("decisions", "violations", "quarantine", "redzone", "dlq")}
+
+# Adaptive trust per identity, co-partitioned with the events (same key, same
+# partition count): a restarted or rebalanced worker resumes from the changelog.
+trust_table = app.Table("trust", default=None, partitions=settings.partitions,
+                        schema=faust.Schema(key_serializer="json", value_serializer="json"))
+
+redzone_view = LocalRedzoneView()
+policy_watcher = PolicyWatcher(settings)
+redzone_applier = RedzoneApplier(settings)
+_decider: BatchDecider | None = None
+
+
+def decider() -> BatchDecider:
+    global _decider
+    if _decider is None:
+        engine = TrustEngine(policy_watcher.current, redzone_view, trust={},
+                             trace_depth=settings.trace_depth)
+        policy_watcher.on_switch = engine.use_policy
+        _decider = BatchDecider(engine, trust_table)
+    return _decider
+
+
+async def _send(emits) -> None:
+    for e in emits:
+        await outputs[e.kind].send(key=e.key, value=e.value)
+
+
+@app.agent(events_topic, concurrency=1)
+async def decide(stream):
+    """SyscallEventBatch -> DecisionBatch (+ violations, quarantines, dead letters)."""
+    await policy_watcher.ready.wait()
+    d = decider()
+    async for event in stream.events():
+        m = event.message
+        await _send(d.handle(m.key, m.value, Source(m.topic, m.partition, m.offset)))
+
+
+@app.agent(quarantine_topic, concurrency=1)
+async def redzone(stream):
+    """QuarantineCommand -> Redis redzone (atomic) -> RedzoneEvent."""
+    async for event in stream.events():
+        m = event.message
+        await _send(await redzone_applier.handle(m.key, m.value, Source(m.topic, m.partition, m.offset)))
+
+
+@app.task
+async def watch_policy() -> None:
+    await policy_watcher.run()
+
+
+@app.task
+async def follow_redzone() -> None:
+    await RedzoneFollower(settings, redzone_view).run()
+
+
+@app.page("/health")
+async def health(web, request):
+    p = policy_watcher.current
+    return web.json({"status": "ok" if p is not None else "waiting_for_policy",
+                     "policy_version": None if p is None else p.version,
+                     "isolated_processes": len(redzone_view), "time": utc_now()})
+
+
+def main() -> None:
+    """Run a worker (what `trustctl worker` calls)."""
+    from faust.worker import Worker
+
+    logging.basicConfig(level=logging.INFO)
+    Worker(app, loglevel="info", quiet=True).execute_from_commandline()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,37 @@
+"""`trustctl worker`: run the streaming engine (several workers share the partitions)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "worker", help="run the streaming engine on Kafka and Redis",
+        description="Run one engine worker: decide agent, redzone agent, policy hot reload. "
+                    "Start several to share the partitions.")
+    p.add_argument("--policy", type=Path,
+                   help="publish this policy document first (skipped if it is already the newest)")
+    p.add_argument("--web-port", type=int, help="port of the worker's HTTP API (default TRUST_WEB_PORT or 6066)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from streams.settings import Settings
+
+    if args.web_port:
+        os.environ["TRUST_WEB_PORT"] = str(args.web_port)
+    if args.policy:
+        from streams.policy.loader import load_policy_file
+        from streams.policy_topic import publish
+
+        print(publish(Settings.from_env(), load_policy_file(args.policy)), file=sys.stderr)
+    from streams.app import main
+
+    sys.argv = [sys.argv[0]]
+    main()
+    return 0
