@@ -1,8 +1,11 @@
 """A worker's local view of the redzone: which processes are isolated, and how.
 
-Redis is the source of truth.  The view is filled from it at start, follows
-its change notifications, and applies the worker's own quarantines at once
-(SPEC §3: effective for the very next event, before Redis confirms).
+Redis is the source of truth.  The view is filled from it at start and
+follows its change notifications; the worker's own quarantines apply at once
+(SPEC §3: effective for the very next event, before Redis confirms) and stay
+*pending* until Redis shows their command applied.  A process's isolation is
+the union of what Redis confirmed and what is pending, so a notification
+that is older than a local quarantine never narrows it.
 """
 
 from __future__ import annotations
@@ -14,32 +17,51 @@ from streams.redzone.model import Isolation, QuarantinedProcess
 
 class LocalRedzoneView:
     def __init__(self) -> None:
-        self._isolated: dict[str, Isolation] = {}
+        self._isolated: dict[str, Isolation] = {}  # what the engine reads: the union
+        self._confirmed: dict[str, Isolation] = {}  # Redis: Active/Analyzing only
+        self._pending: dict[str, dict[str, Isolation]] = {}  # local commands not yet in Redis
 
     def isolation_of(self, process_id: str) -> Isolation | None:
         return self._isolated.get(process_id)
 
     def quarantine(self, cmd: Mapping[str, Any], now: str) -> None:
-        """Isolate at once; the union with what is known, as the redzone will do."""
+        """Isolate at once, pending until Redis confirms this command."""
         pid = cmd["process_id"]
-        new = Isolation.of(cmd["isolation_level"], cmd.get("isolation_syscalls") or ())
-        old = self._isolated.get(pid)
-        self._isolated[pid] = new if old is None else old.union(new)
+        iso = Isolation.of(cmd["isolation_level"], cmd.get("isolation_syscalls") or ())
+        self._pending.setdefault(pid, {})[cmd["command_id"]] = iso
+        self._recompute(pid)
 
     def apply(self, process: QuarantinedProcess) -> None:
-        """Follow the redzone: isolated while Active/Analyzing, released when final."""
+        """Follow Redis: confirmed while Active/Analyzing, released when final."""
+        pid = process.process_id
         if process.in_redzone:
-            self._isolated[process.process_id] = process.isolation
+            self._confirmed[pid] = process.isolation
         else:
-            self._isolated.pop(process.process_id, None)
+            self._confirmed.pop(pid, None)
+        pending = self._pending.get(pid)
+        if pending:
+            for cid in process.command_ids:
+                pending.pop(cid, None)
+            if not pending:
+                del self._pending[pid]
+        self._recompute(pid)
 
     def replace_all(self, processes: list[QuarantinedProcess]) -> None:
-        """A full resync from Redis, keeping local quarantines not yet confirmed."""
-        confirmed = {p.process_id: p for p in processes}
+        """A full resync from Redis."""
         for p in processes:
             self.apply(p)
-        for pid in [pid for pid in self._isolated if pid in confirmed and not confirmed[pid].in_redzone]:
-            del self._isolated[pid]
+
+    def _recompute(self, pid: str) -> None:
+        parts = list(self._pending.get(pid, {}).values())
+        if pid in self._confirmed:
+            parts.append(self._confirmed[pid])
+        if not parts:
+            self._isolated.pop(pid, None)
+            return
+        iso = parts[0]
+        for other in parts[1:]:
+            iso = iso.union(other)
+        self._isolated[pid] = iso
 
     def __len__(self) -> int:
         return len(self._isolated)
