@@ -1,0 +1,153 @@
+"""docker-compose.yml agrees with the code: versions, ports, env names, topics.
+
+Docker is not available on the project's machines, so the compose file is
+checked here instead of being run: every number or name it repeats from
+streams/settings.py, deploy/kafka/pom.xml or SPEC §4 must be the same.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streams.kafka.admin import topic_specs
+from streams.settings import Settings
+from streams.stack import KAFKA_VERSION
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT.parent / "shared" / "SPEC.md"
+
+# SPEC §4, in table order.
+SPEC_TOPICS = [
+    "trust.syscall-events",
+    "trust.decisions",
+    "trust.violations",
+    "trust.quarantine",
+    "trust.redzone-events",
+    "trust.policy",
+    "trust.dlq",
+]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+def _host_port(mapping: str) -> tuple[str, int, int]:
+    """'127.0.0.1:9092:9092' -> ('127.0.0.1', 9092, 9092); '9092:9092' -> ('', ...)."""
+    parts = mapping.split(":")
+    host, host_port, container_port = parts if len(parts) == 3 else ["", *parts]
+    return host, int(host_port), int(container_port)
+
+
+def _listener_ports(value: str) -> dict[str, int]:
+    return {name: int(port) for name, port in re.findall(r"(\w+)://[^:,]*:(\d+)", value)}
+
+
+def _env_names_read_by_settings() -> set[str]:
+    return set(re.findall(r'"(TRUST_[A-Z_]+)"', inspect.getsource(Settings.from_env)))
+
+
+def test_has_the_four_services(services):
+    assert set(services) == {"kafka", "redis", "topics", "worker"}
+
+
+def test_kafka_version_matches_pom_and_stack(services):
+    pom = ET.parse(ROOT / "deploy" / "kafka" / "pom.xml").getroot()
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    pom_version = pom.find("m:properties/m:kafka.version", ns).text
+    assert services["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    assert pom_version == KAFKA_VERSION
+
+
+def test_kafka_ports_match_settings(services):
+    defaults = Settings()
+    env = services["kafka"]["environment"]
+    listeners = _listener_ports(env["KAFKA_LISTENERS"])
+    advertised = _listener_ports(env["KAFKA_ADVERTISED_LISTENERS"])
+    assert listeners["PLAINTEXT"] == advertised["PLAINTEXT"] == defaults.kafka_port
+    assert listeners["CONTROLLER"] == defaults.kafka_controller_port
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].endswith(f":{defaults.kafka_controller_port}")
+    assert ("127.0.0.1", defaults.kafka_port, defaults.kafka_port) in [
+        _host_port(p) for p in services["kafka"]["ports"]
+    ]
+    # The engine inside the network talks to the INTERNAL listener.
+    for name in ("topics", "worker"):
+        bootstrap = services[name]["environment"]["TRUST_KAFKA_BOOTSTRAP"]
+        assert bootstrap == f"kafka:{listeners['INTERNAL']}"
+
+
+def test_kafka_broker_settings_match_the_local_stack(services):
+    env = services["kafka"]["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_NUM_PARTITIONS"] == str(Settings().partitions)
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "1"
+    assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert "-Xmx512m" in env["KAFKA_HEAP_OPTS"]
+
+
+def test_redis_port_and_persistence_match_settings(services):
+    defaults = Settings()
+    redis = services["redis"]
+    assert redis["image"] == "redis:7"
+    assert ("127.0.0.1", defaults.redis_port, defaults.redis_port) in [_host_port(p) for p in redis["ports"]]
+    command = " ".join(redis["command"])
+    assert "appendonly yes" in command and "appendfsync everysec" in command
+    for name in ("topics", "worker"):
+        url = services[name]["environment"]["TRUST_REDIS_URL"]
+        assert url == f"redis://redis:{defaults.redis_port}/0"
+
+
+def test_env_names_are_ones_settings_reads(services):
+    known = _env_names_read_by_settings()
+    assert {"TRUST_KAFKA_BOOTSTRAP", "TRUST_REDIS_URL", "TRUST_REDIS_PASSWORD"} <= known
+    for name, service in services.items():
+        used = {k for k in service.get("environment", {}) if k.startswith("TRUST_")}
+        assert used <= known, f"{name} sets variables Settings does not read: {used - known}"
+
+
+def test_password_comes_from_the_host_env_only(services):
+    for name in ("redis", "topics", "worker"):
+        assert services[name]["environment"]["TRUST_REDIS_PASSWORD"] == "${TRUST_REDIS_PASSWORD:-}"
+    assert "requirepass" not in str(services["redis"].get("environment", {}))
+
+
+def test_engine_services_run_trustctl(services):
+    assert services["topics"]["command"] == ["trustctl", "topics", "ensure"]
+    assert services["worker"]["command"] == ["trustctl", "worker"]
+    for name in ("topics", "worker"):
+        assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert services["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert services["worker"]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert dockerfile.startswith("#") and "FROM python:3.11-slim" in dockerfile
+    assert 'CMD ["trustctl", "worker"]' in dockerfile
+
+
+def test_topic_names_match_spec(services):
+    env = services["worker"]["environment"]
+    settings = Settings.from_env({k: str(v) for k, v in env.items()})
+    assert settings.topic_prefix == Settings().topic_prefix
+    assert settings.partitions == Settings().partitions
+    assert [s.name for s in topic_specs(settings)] == SPEC_TOPICS
+    assert {s.name: s.config["cleanup.policy"] for s in topic_specs(settings)}["trust.policy"] == "compact"
+
+
+def test_spec_table_lists_the_same_topics():
+    assert SPEC.exists(), f"{SPEC} not found (shared/ sits beside the clone in dev and CI)"
+    section = SPEC.read_text().split("## 4. Topics", 1)[1].split("\n## ", 1)[0]
+    assert re.findall(r"^\| `(trust\.[a-z-]+)` \|", section, re.M) == SPEC_TOPICS
