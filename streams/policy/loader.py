@@ -115,10 +115,25 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def parse_text(text: str, *, source: str = "policy") -> Any:
-    """YAML (a superset of JSON) text to plain data; syntax errors refuse the document."""
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 safe loader that also reads YAML 1.2 / JSON floats such as `1e-2`."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_text(text: str | bytes, *, source: str = "policy") -> Any:
+    """JSON or YAML text to plain data; syntax errors refuse the document."""
     try:
-        return yaml.safe_load(text)
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise PolicyError([("", f"{source} is not valid YAML or JSON: {exc}")]) from exc
 
@@ -239,7 +254,7 @@ def _identity_rules(issues: _Issues, raw: Any) -> tuple[IdentityRule, ...]:
         if item.get("description") is not None:
             description = issues.string(item["description"], f"{path}.description") or ""
         if pattern is not None and adjustment is not None:
-            rules.append(IdentityRule(pattern, adjustment, patterns or None, description))
+            rules.append(IdentityRule(pattern, adjustment, patterns, description))
     return tuple(rules)
 
 
@@ -342,11 +357,3 @@ def load_policy_file(path: str | Path, *, last_updated: str | None = None):
         raise PolicyError([("", f"cannot read policy file `{p}`: {exc.strerror}")]) from exc
     doc = parse_text(text, source=f"`{p}`")
     return load_policy(doc, last_updated=last_updated)
-
-
-def read_json_or_yaml(text: str) -> Any:
-    """JSON first (fast, exact), YAML otherwise."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return parse_text(text)

@@ -1,0 +1,67 @@
+"""Every folder of ../shared/conformance/, run through the real `trustctl replay` CLI.
+
+The comparison is the one its README prescribes: same count; per event equal
+`event_id`, `allowed`, `action`, `reason_code`, `policy_version`, `mode`, and
+`trust_score` within 1e-6.  The shared directory is `<repo>/../shared`, or
+`$TRUST_SHARED_DIR`; a missing directory fails the test (never skips).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+EXACT = ("event_id", "allowed", "action", "reason_code", "policy_version", "mode")
+TOLERANCE = 1e-6
+
+
+def shared_dir() -> Path:
+    env = os.environ.get("TRUST_SHARED_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared"
+
+
+def cases() -> list:
+    root = shared_dir() / "conformance"
+    if not root.is_dir():
+        return [pytest.param(None, id="missing-shared-dir")]
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    return [pytest.param(p, id=p.name) for p in folders] or [pytest.param(None, id="no-cases")]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("case", cases())
+def test_conformance_case(case: Path | None, tmp_path: Path, trustctl: list[str], repo: Path):
+    if case is None:
+        pytest.fail(f"no conformance cases under {shared_dir() / 'conformance'} "
+                    "(set TRUST_SHARED_DIR to the shared directory)")
+    for name in ("policy.yaml", "events.jsonl", "expected.jsonl"):
+        assert (case / name).is_file(), f"{case.name} lacks {name}"
+    out = tmp_path / "got.jsonl"
+    proc = subprocess.run(
+        trustctl + ["replay", "--policy", str(case / "policy.yaml"),
+                          "--events", str(case / "events.jsonl"), "--out", str(out)],
+        cwd=repo, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got, expected = read_jsonl(out), read_jsonl(case / "expected.jsonl")
+    assert len(got) == len(expected), f"{len(got)} decisions for {len(expected)} expected"
+    mismatches = []
+    for i, (g, e) in enumerate(zip(got, expected), 1):
+        for key in EXACT:
+            if g.get(key) != e[key]:
+                mismatches.append(f"line {i} ({e['event_id']}): {key} is {g.get(key)!r}, expected {e[key]!r}")
+        if abs(g["trust_score"] - e["trust_score"]) > TOLERANCE:
+            mismatches.append(f"line {i} ({e['event_id']}): trust_score is {g['trust_score']!r}, "
+                              f"expected {e['trust_score']!r}")
+    assert not mismatches, f"{len(mismatches)} mismatch(es):\n" + "\n".join(mismatches[:20])
+
+
+def test_conformance_cases_are_found():
+    assert (shared_dir() / "conformance").is_dir(), f"missing {shared_dir() / 'conformance'}"
