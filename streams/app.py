@@ -70,6 +70,7 @@ trust_table = app.Table("trust", default=None, partitions=settings.partitions,
 redzone_view = LocalRedzoneView()
 policy_watcher = PolicyWatcher(settings)
 redzone_applier = RedzoneApplier(settings)
+redzone_follower = RedzoneFollower(settings, redzone_view)
 _decider: BatchDecider | None = None
 
 
@@ -92,6 +93,7 @@ async def _send(emits) -> None:
 async def decide(stream):
     """SyscallEventBatch -> DecisionBatch (+ violations, quarantines, dead letters)."""
     await policy_watcher.ready.wait()
+    await redzone_follower.ready.wait()
     d = decider()
     async for event in stream.events():
         m = event.message
@@ -113,13 +115,14 @@ async def watch_policy() -> None:
 
 @app.task
 async def follow_redzone() -> None:
-    await RedzoneFollower(settings, redzone_view).run()
+    await redzone_follower.run()
 
 
 @app.page("/health")
 async def health(web, request):
     p = policy_watcher.current
-    return web.json({"status": "ok" if p is not None else "waiting_for_policy",
+    ready = p is not None and redzone_follower.ready.is_set()
+    return web.json({"status": "ok" if ready else "starting",
                      "policy_version": None if p is None else p.version,
                      "isolated_processes": len(redzone_view), "time": utc_now()})
 

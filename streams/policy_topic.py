@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -59,7 +60,7 @@ def read_published(settings: Settings, timeout: float = 15.0) -> list[PublishedP
         out = []
         dec = codec("PolicyDocument")
         for p in meta.topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            low, high = _watermarks(consumer, TopicPartition(topic, p), timeout)
             if high <= low:
                 continue
             consumer.assign([TopicPartition(topic, p, low)])
@@ -76,6 +77,18 @@ def read_published(settings: Settings, timeout: float = 15.0) -> list[PublishedP
         raise TrustError(f"cannot read `{topic}` from {settings.kafka_bootstrap}: {exc}") from exc
     finally:
         consumer.close()
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+    """Watermarks, waiting out a new topic's leader election until the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=timeout)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def publish(settings: Settings, cp: CompiledPolicy, by: str | None = None) -> str:

@@ -91,20 +91,70 @@ class RedzoneApplier:
             "event_index": None, "timestamp": utc_now()}))
 
 
+def quarantine_backlog(settings: Settings) -> int:
+    """Commands on the quarantine topic that this app's group has not applied yet."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = settings.topic("quarantine")
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.app_id,
+                  "enable.auto.commit": False})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = [TopicPartition(topic, p) for p in parts]
+        backlog = 0
+        for tp in c.committed(tps, timeout=10):
+            low, high = c.get_watermark_offsets(tp, timeout=10)
+            backlog += high - (tp.offset if tp.offset >= 0 else low)
+        return backlog
+    finally:
+        c.close()
+
+
 class RedzoneFollower:
-    """Keeps a worker's LocalRedzoneView in step with Redis: resync, then follow."""
+    """Keeps a worker's LocalRedzoneView in step with Redis: resync, then follow.
+
+    `ready` is set once the view is trustworthy: the quarantine commands
+    published before this worker started are applied (or a deadline passed,
+    which is logged) and the view is loaded from Redis.  The decide agent
+    waits for it, so a restarted worker never decides a quarantined process's
+    events as if it were free.
+    """
+
+    CATCH_UP_DEADLINE = 30.0
 
     def __init__(self, settings: Settings, view: LocalRedzoneView):
+        self.settings = settings
         self.view = view
         self.store = RedisRedzoneStore(redis_client(settings), settings_prefix(settings))
+        self.ready = asyncio.Event()
+
+    async def catch_up(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.CATCH_UP_DEADLINE
+        while True:
+            try:
+                backlog = await loop.run_in_executor(None, quarantine_backlog, self.settings)
+            except Exception as exc:  # the broker's answer is advisory here
+                log.warning("cannot measure the quarantine backlog: %s", exc)
+                return
+            if backlog <= 0:
+                return
+            if loop.time() > deadline:
+                log.warning("%d quarantine commands still unapplied after %.0fs; deciding anyway",
+                            backlog, self.CATCH_UP_DEADLINE)
+                return
+            await asyncio.sleep(0.2)  # poll: the redzone agent is applying them
+
+    async def _resync(self) -> None:
+        self.view.replace_all(await self.store.all())
+        self.ready.set()
 
     async def run(self) -> None:
+        await self.catch_up()
         delay = 0.2
         while True:
             try:
-                self.view.replace_all(await self.store.all())
-                delay = 0.2
-                await self.store.follow(self.view.apply)
+                await self.store.follow(self.view.apply, on_subscribed=self._resync)
             except UNREACHABLE as exc:
                 log.warning("redis unreachable for the redzone view (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)

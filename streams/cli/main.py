@@ -15,6 +15,11 @@ from streams.errors import TrustError
 COMMAND_MODULES = (
     "streams.cli.replay_cmd",
     "streams.cli.policy_cmd",
+    "streams.cli.worker_cmd",
+    "streams.cli.tail_cmd",
+    "streams.cli.produce_cmd",
+    "streams.cli.stack_cmd",
+    "streams.cli.topics_cmd",
 )
 
 

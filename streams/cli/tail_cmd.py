@@ -10,6 +10,7 @@ import argparse
 import base64
 import json
 import sys
+import time
 
 KINDS = {  # command word -> (topic kind, schema, field holding a batch or None)
     "decisions": ("decisions", "DecisionBatch", "decisions"),
@@ -27,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep waiting for new records")
     p.add_argument("-n", "--limit", type=int, help="stop after this many lines")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the broker")
+    p.add_argument("--deadline", type=float, help="with --follow: give up after this many seconds")
     p.set_defaults(func=run)
 
 
@@ -62,8 +64,12 @@ def run(args: argparse.Namespace) -> int:
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=args.timeout) for p in parts}
         consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in parts])
         remaining = {p for p in parts if ends[p][1] > ends[p][0]}
+        give_up = time.monotonic() + args.deadline if args.deadline else None
         while args.follow or remaining:
-            msg = consumer.poll(1.0)
+            if give_up is not None and time.monotonic() > give_up:
+                print(f"trustctl: {printed} lines before the deadline", file=sys.stderr)
+                return 1
+            msg = consumer.poll(0.5)
             if msg is None:
                 continue
             if msg.error() is not None:

@@ -90,11 +90,17 @@ class RedisRedzoneStore:
         raws = await self.r.mget([self.key(p) for p in pids])
         return [p for p in map(_load, raws) if p is not None]
 
-    async def follow(self, on_change: Callable[[QuarantinedProcess], Awaitable[None] | None]) -> None:
-        """Call `on_change` for every change published, until cancelled."""
+    async def follow(self, on_change: Callable[[QuarantinedProcess], Awaitable[None] | None],
+                     on_subscribed: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Call `on_change` for every change published, until cancelled.
+
+        `on_subscribed` runs once the subscription stands (a resync there
+        misses nothing: later changes arrive as messages)."""
         pubsub = self.r.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self.channel)
         try:
+            if on_subscribed is not None:
+                await on_subscribed()
             async for message in pubsub.listen():
                 if message.get("type") == "message":
                     result = on_change(_load(message["data"]))

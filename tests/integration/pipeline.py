@@ -1,0 +1,168 @@
+"""A real engine worker on the real stack, isolated per test.
+
+Each `Pipeline` gets its own topic prefix, Faust app id, Redis key prefix and
+web port, so tests never see each other's data; `trustctl worker` runs as a
+subprocess exactly as an operator would start it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from streams.codec.avro import codec
+from streams.kafka.admin import ensure_topics
+from streams.policy.loader import load_policy_file
+from streams.policy_topic import publish
+from streams.settings import Settings
+
+DEADLINE = 90.0
+TRUSTCTL = str(Path(sys.executable).with_name("trustctl"))
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float = DEADLINE, every: float = 0.1):
+    """Poll `check` until it returns something truthy; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def normalise(rec: dict) -> dict:
+    """Fill the optional SyscallEvent fields an offline JSON line may omit."""
+    rec = dict(rec)
+    rec.setdefault("trust_vector", None)
+    rec.setdefault("execution_dna", None)
+    ident = dict(rec["identity"])
+    for k in ("container_id", "tenant"):
+        ident.setdefault(k, None)
+    ident.setdefault("labels", {})
+    rec["identity"] = ident
+    return rec
+
+
+class Pipeline:
+    def __init__(self, stack: Settings, name: str, log_dir: Path):
+        tag = f"{name}-{uuid.uuid4().hex[:6]}"
+        self.env = dict(os.environ)
+        self.env.update({
+            "TRUST_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+            "TRUST_REDIS_URL": stack.redis_url,
+            "TRUST_TOPIC_PREFIX": f"it.{tag}.",
+            "TRUST_APP_ID": f"it-{tag}",
+            "TRUST_REDIS_PREFIX": f"it:{tag}:",
+            "TRUST_WEB_PORT": str(free_port()),
+        })
+        self.settings = Settings.from_env(self.env)
+        self.log_path = log_dir / f"worker-{tag}.log"
+        self.worker: subprocess.Popen | None = None
+        ensure_topics(self.settings)
+
+    # -- engine -------------------------------------------------------------
+    def publish(self, policy: Path) -> None:
+        publish(self.settings, load_policy_file(policy), "pytest")
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.worker = subprocess.Popen([TRUSTCTL, "worker"], env=self.env, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+
+    def health(self) -> dict | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.web_port}/health", timeout=1) as r:
+                return json.loads(r.read())
+        except OSError:
+            if self.worker is not None and self.worker.poll() is not None:
+                raise AssertionError(f"worker exited with {self.worker.returncode}:\n{self.log_tail()}")
+            return None
+
+    def wait_policy(self, version: str) -> None:
+        wait_for(f"worker running policy {version}",
+                 lambda: (self.health() or {}).get("policy_version") == version)
+
+    def stop(self) -> None:
+        if self.worker is None:
+            return
+        self.worker.send_signal(signal.SIGTERM)
+        try:
+            self.worker.wait(60)
+        except subprocess.TimeoutExpired:
+            self.worker.kill()
+            self.worker.wait(10)
+        self.worker = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    # -- input --------------------------------------------------------------
+    def send(self, events: list[dict], shim_id: str = "pytest-shim") -> None:
+        from streams.shim import ShimProducer
+
+        shim = ShimProducer(settings=self.settings, shim_id=shim_id)
+        for e in events:
+            shim.send(normalise(e))
+        shim.close()
+        assert shim.counters.batches_failed == 0, f"{shim.counters} (delivery failed)"
+
+    # -- output -------------------------------------------------------------
+    def read(self, kind: str, schema: str, count: int, timeout: float = DEADLINE,
+             unroll: str | None = None) -> list[dict]:
+        """Exactly `count` records of a topic (batches unrolled), from the start."""
+        topic = self.settings.topic(kind)
+        dec = codec(schema).decode
+        consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
+                             "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                             "auto.offset.reset": "earliest"})
+        meta = consumer.list_topics(topic, timeout=10)
+        consumer.assign([TopicPartition(topic, p, 0) for p in meta.topics[topic].partitions])
+        out: list[dict] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while len(out) < count and time.monotonic() < deadline:
+                m = consumer.poll(0.5)
+                if m is None or m.error():
+                    continue
+                rec = dec(m.value())
+                out.extend(rec[unroll] if unroll else [rec])
+        finally:
+            consumer.close()
+        assert len(out) >= count, (f"got {len(out)} of {count} records on {topic}\n"
+                                   f"worker log:\n{self.log_tail()}")
+        return out
+
+    def decisions(self, count: int, timeout: float = DEADLINE) -> list[dict]:
+        return self.read("decisions", "DecisionBatch", count, timeout, unroll="decisions")
+
+    def cleanup(self) -> None:
+        self.stop()
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        mine = [t for t in admin.list_topics(timeout=10).topics
+                if t.startswith(self.settings.topic_prefix) or t.startswith(self.settings.app_id + "-")]
+        if mine:
+            for f in admin.delete_topics(mine, operation_timeout=30).values():
+                try:
+                    f.result(30)
+                except Exception:  # deleted already or still being created: not this test's concern
+                    pass
