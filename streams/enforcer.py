@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from streams.clock import utc_now
 from streams.engine import TrustEngine
 from streams.policy.compiled import CompiledPolicy
 from streams.policy.model import (
@@ -61,10 +61,6 @@ class SyscallTrace:
     decision: dict[str, Any]
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class SyscallEnforcer:
     """Evaluate and enforce syscalls in process, keeping adaptive trust and a redzone."""
 
@@ -83,7 +79,7 @@ class SyscallEnforcer:
     def enforce(self, ctx: SyscallContext, now: str | None = None) -> Action | None:
         """None when the syscall may proceed; otherwise the ViolationAction taken
         (`warn` proceeds too, but says so)."""
-        outcome = self.engine.decide(ctx, now or _now())
+        outcome = self.engine.decide(ctx, now or utc_now())
         r = outcome.result
         action = None
         if r.reason_code is not None and r.enforced:

@@ -11,10 +11,10 @@ import getpass
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from streams.clock import utc_now
 from streams.codec.avro import codec
 from streams.errors import ConfigError, PolicyVersionConflict, TrustError
 from streams.policy.compiled import CompiledPolicy
@@ -101,7 +101,7 @@ def publish(settings: Settings, cp: CompiledPolicy, by: str | None = None) -> st
                 return f"policy {cp.version} is already the newest published version (nothing to do)"
             raise PolicyVersionConflict([("version", f"version `{cp.version}` is already published with "
                                           "other content; give the new document a new version")])
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    now = utc_now()
     value = codec("PolicyDocument").encode(envelope_of(cp, now, by or getpass.getuser()))
     errors: list[str] = []
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all"})

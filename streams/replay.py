@@ -10,10 +10,10 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
+from streams.clock import utc_now
 from streams.engine import TrustEngine
 from streams.errors import EventError, TrustError
 from streams.events import context_from_record
@@ -35,10 +35,6 @@ class ReplaySummary:
     def line(self) -> str:
         return (f"replayed {self.events} events: {self.decided} decided, {self.bad} bad, "
                 f"{self.violations} violations, {self.quarantines} quarantines")
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def iter_records(path: Path) -> Iterator[tuple[int, Any, int]]:

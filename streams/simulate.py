@@ -13,6 +13,8 @@ import random
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
+from streams.clock import format_time
+
 TOOLS = ("tool-sh", "tool-ls", "tool-git", "tool-py", "tool-tar", "tool-curl", "tool-gcc")
 COMPLIANT = (
     ("openat", ["AT_FDCWD", "/usr/lib/x86_64-linux-gnu/libc.so.6", "O_RDONLY|O_CLOEXEC"]),
@@ -59,5 +61,5 @@ def generate(identities: int, seed: int = 7, violation_rate: float = 0.03,
             "identity": {"id": identity, "process_id": pid, "container_id": "host", "tenant": None,
                          "labels": {}},
             "trust_vector": None, "execution_dna": None,
-            "timestamp": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "timestamp": format_time(t),
         }

@@ -16,9 +16,9 @@ and an older one changes no trust at all: no penalty is ever applied twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable, MutableMapping
 
+from streams.clock import utc_now
 from streams.codec.avro import codec
 from streams.engine import TrustEngine
 from streams.errors import CodecError, EventError
@@ -28,8 +28,6 @@ from streams.events import context_from_record
 SHIMS_REMEMBERED = 16  # per identity; a shim restarts under a new shim_id
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True, slots=True)
