@@ -329,3 +329,22 @@ def test_entry_point_validators_are_loaded(clean_registry, monkeypatch):
 
 def test_builtin_validators_are_registered():
     assert {"no_path_traversal", "no_shell_metachar"} <= set(validators.names())
+
+
+def test_a_real_installed_entry_point_registers_a_validator(tmp_path, monkeypatch):
+    """A distribution on sys.path declaring `forgeone_trust.validators` (no fakes)."""
+    (tmp_path / "acme_validators.py").write_text(
+        "def no_tmp(ctx):\n    return not any(a.startswith('/tmp') for a in ctx.args)\n")
+    dist = tmp_path / "acme_validators-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-validators\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[forgeone_trust.validators]\nno_tmp = acme_validators:no_tmp\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(validators, "_registry", dict(validators._registry))
+    monkeypatch.setattr(validators, "_entry_points_loaded", False)
+    from streams.policy import evaluate
+    from tests.conftest import make_ctx, make_policy
+
+    cp = make_policy({"write": {"custom_validator": "no_tmp"}})
+    assert evaluate(cp, make_ctx("write", ["/tmp/x"]), None, None, "t").reason_code.value == "custom_validator"
+    assert evaluate(cp, make_ctx("write", ["/srv/x"]), None, None, "t").allowed
