@@ -35,7 +35,9 @@ def test_ensure_creates_then_reports_existing(private_settings, admin):
     assert second.mismatched == {}
 
     metadata = admin.list_topics(timeout=10).topics
-    assert all(len(metadata[n].partitions) == private_settings.partitions for n in names)
+    assert {s.name: len(metadata[s.name].partitions) for s in topic_specs(private_settings)} == {
+        s.name: s.partitions for s in topic_specs(private_settings)}
+    assert len(metadata[private_settings.topic("policy")].partitions) == 1
 
     def config(kind: str) -> dict[str, str]:
         resource = ConfigResource("topic", private_settings.topic(kind))
