@@ -7,7 +7,11 @@ only connects it to Kafka.  Settings that matter, and why:
   open duplicate bugs; the decider is idempotent under redelivery instead.
 - agent concurrency 1: faust-streaming#606 can skip offsets above 1.
 - raw key/value serializers: values are Avro, decoded by our own codec.
-- the web server binds 127.0.0.1 with the table and router endpoints off.
+- the web server binds 127.0.0.1 with the table and router endpoints off;
+  its routes are the operator API of `streams.web`.
+- the decide agent reads the events and the control topic (trust resets) as
+  one stream: Faust co-partitions topics of equal partition count read by the
+  same agent, so a reset lands with the identity's trust table partition.
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ import logging
 
 import faust
 
-from streams.agents.decide import BatchDecider, Source, utc_now
+from streams.agents.decide import BatchDecider, Source
 from streams.agents.policy import PolicyWatcher
 from streams.agents.redzone import RedzoneApplier, RedzoneFollower
 from streams.engine import TrustEngine
+from streams.kafka.admin import group_lag
+from streams.metrics import DecideMetrics
+from streams.redzone.service import RedzoneService
 from streams.redzone.view import LocalRedzoneView
 from streams.settings import Settings
+from streams.web import OperatorApi, register
 
 log = logging.getLogger("forgeone.trust")
 
@@ -58,7 +66,9 @@ def _raw_topic(kind: str):
                      key_serializer="raw", value_serializer="raw")
 
 
-events_topic = _raw_topic("events")
+# One Faust topic over two names: the agent dispatches on message.topic.
+decide_topic = app.topic(settings.topic("events"), settings.topic("control"), key_type=bytes,
+                         value_type=bytes, key_serializer="raw", value_serializer="raw")
 quarantine_topic = _raw_topic("quarantine")
 outputs = {kind: _raw_topic(kind) for kind in ("decisions", "violations", "quarantine", "redzone", "dlq")}
 
@@ -71,6 +81,7 @@ redzone_view = LocalRedzoneView()
 policy_watcher = PolicyWatcher(settings)
 redzone_applier = RedzoneApplier(settings)
 redzone_follower = RedzoneFollower(settings, redzone_view)
+decide_metrics = DecideMetrics()
 _decider: BatchDecider | None = None
 
 
@@ -80,7 +91,7 @@ def decider() -> BatchDecider:
         engine = TrustEngine(policy_watcher.current, redzone_view, trust={},
                              trace_depth=settings.trace_depth)
         policy_watcher.on_switch = engine.use_policy
-        _decider = BatchDecider(engine, trust_table)
+        _decider = BatchDecider(engine, trust_table, metrics=decide_metrics)
     return _decider
 
 
@@ -89,15 +100,18 @@ async def _send(emits) -> None:
         await outputs[e.kind].send(key=e.key, value=e.value)
 
 
-@app.agent(events_topic, concurrency=1)
+@app.agent(decide_topic, concurrency=1)
 async def decide(stream):
-    """SyscallEventBatch -> DecisionBatch (+ violations, quarantines, dead letters)."""
+    """SyscallEventBatch -> DecisionBatch (+ violations, quarantines, dead letters);
+    TrustControl -> the trust table."""
     await policy_watcher.ready.wait()
     await redzone_follower.ready.wait()
     d = decider()
+    control = settings.topic("control")
     async for event in stream.events():
         m = event.message
-        await _send(d.handle(m.key, m.value, Source(m.topic, m.partition, m.offset)))
+        handle = d.handle_control if m.topic == control else d.handle
+        await _send(handle(m.key, m.value, Source(m.topic, m.partition, m.offset)))
 
 
 @app.agent(quarantine_topic, concurrency=1)
@@ -118,13 +132,15 @@ async def follow_redzone() -> None:
     await redzone_follower.run()
 
 
-@app.page("/health")
-async def health(web, request):
-    p = policy_watcher.current
-    ready = p is not None and redzone_follower.ready.is_set()
-    return web.json({"status": "ok" if ready else "starting",
-                     "policy_version": None if p is None else p.version,
-                     "isolated_processes": len(redzone_view), "time": utc_now()})
+def _owned_partitions() -> set[int]:
+    events = settings.topic("events")
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == events}
+
+
+register(app, OperatorApi(
+    settings, RedzoneService(settings), trust=trust_table, owned_partitions=_owned_partitions,
+    policy=policy_watcher, metrics=decide_metrics, ready=redzone_follower.ready.is_set,
+    isolated=lambda: len(redzone_view), lag=lambda: group_lag(settings, ("events", "control"), timeout=5.0)))
 
 
 def main() -> None:

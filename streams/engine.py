@@ -136,6 +136,11 @@ class TrustEngine:
             self.redzone.quarantine(command, now)
         return Outcome(r, decision, violation_record(decision, r, before), command)
 
+    def forget_history(self, identity: str) -> None:
+        """After a recovery the identity starts a new forensic trace."""
+        self._history.pop(identity, None)
+
     def reset_trust(self, identity: str) -> None:
-        """Recovery (SPEC §3): the identity starts again from the baseline."""
+        """Recovery (SPEC §3) in process: the identity starts again from the baseline."""
         self.trust[identity] = self.policy.trust_model.baseline
+        self.forget_history(identity)

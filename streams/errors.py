@@ -9,7 +9,9 @@
     ├── RedzoneError                the redzone refused an operation
     │   ├── TransitionError         a status transition the state machine forbids
     │   └── UnknownProcessError     no such quarantined process
-    └── StackError                  the local Kafka/Redis stack could not be run
+    ├── DeliveryError               a record could not be delivered to Kafka
+    ├── StackError                  the local Kafka/Redis stack could not be run
+    └── AuditError                  the audit archive cannot be written, read or trusted
 
 Messages are lowercase, name the offending value in backticks and never name
 internal types.  Library errors are translated at the edge with
@@ -66,5 +68,17 @@ class UnknownProcessError(RedzoneError):
     code = "redzone_unknown_process"
 
 
+class DeliveryError(TrustError):
+    """Kafka did not confirm a record (the change it reports may already be applied)."""
+
+    code = "delivery"
+
+
 class StackError(TrustError):
     code = "stack"
+
+
+class AuditError(TrustError):
+    """The audit archive cannot be written or read, or disagrees with Kafka."""
+
+    code = "audit"

@@ -20,6 +20,9 @@ TOPIC_NAMES = {
     "redzone": "redzone-events",
     "policy": "policy",
     "dlq": "dlq",
+    # Beyond SPEC §4: operator commands to the decide agent (README, "Decisions
+    # where the spec is silent"); keyed and partitioned like the events.
+    "control": "control",
 }
 
 

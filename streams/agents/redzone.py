@@ -93,21 +93,9 @@ class RedzoneApplier:
 
 def quarantine_backlog(settings: Settings) -> int:
     """Commands on the quarantine topic that this app's group has not applied yet."""
-    from confluent_kafka import Consumer, TopicPartition
+    from streams.kafka.admin import group_lag
 
-    topic = settings.topic("quarantine")
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.app_id,
-                  "enable.auto.commit": False})
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        tps = [TopicPartition(topic, p) for p in parts]
-        backlog = 0
-        for tp in c.committed(tps, timeout=10):
-            low, high = c.get_watermark_offsets(tp, timeout=10)
-            backlog += high - (tp.offset if tp.offset >= 0 else low)
-        return backlog
-    finally:
-        c.close()
+    return sum(group_lag(settings, ["quarantine"]).values())
 
 
 class RedzoneFollower:

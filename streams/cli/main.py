@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "streams.cli.produce_cmd",
     "streams.cli.stack_cmd",
     "streams.cli.topics_cmd",
+    "streams.cli.redzone_cmd",
+    "streams.cli.audit_cmd",
 )
 
 

@@ -19,6 +19,7 @@ KINDS = {  # command word -> (topic kind, schema, field holding a batch or None)
     "redzone": ("redzone", "RedzoneEvent", None),
     "dlq": ("dlq", "DeadLetter", None),
     "events": ("events", "SyscallEventBatch", "events"),
+    "control": ("control", "TrustControl", None),
 }
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -35,11 +36,14 @@ import fastavro
 from fastavro.schema import parse_schema
 
 from streams.codec._check import compile_checker
+from streams.codec._fast import compile_codec
 from streams.errors import CodecError
 
 NAMESPACE = "forgeone.trust"
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 MAGIC = 0
+# TRUST_CODEC_COMPILED=0 keeps every codec on fastavro alone (for comparisons).
+COMPILED = os.environ.get("TRUST_CODEC_COMPILED", "1") != "0"
 _HEADER = struct.Struct(">BI")  # magic byte, schema id (Confluent wire format)
 _PRIMITIVES = frozenset(
     ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
@@ -192,7 +196,7 @@ class AvroCodec:
     (name, schema_id).  Safe to share between threads.
     """
 
-    __slots__ = ("name", "schema_id", "schema", "_label", "_header", "_checker")
+    __slots__ = ("name", "schema_id", "schema", "_label", "_header", "_checker", "_fast_encode", "_fast_decode")
 
     def __init__(self, schema: dict, schema_id: int | None = None):
         _check_schema_id(schema_id)
@@ -202,11 +206,19 @@ class AvroCodec:
         self._label = short_name(self.name)
         self._header = b"" if schema_id is None else _HEADER.pack(MAGIC, schema_id)
         self._checker: Callable[[Any], str | None] | None = None
+        fast = compile_codec(schema) if COMPILED else None
+        self._fast_encode, self._fast_decode = fast if fast is not None else (None, None)
 
     def __repr__(self) -> str:
         return f"AvroCodec({self._label!r}, schema_id={self.schema_id!r})"
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
+        fast = self._fast_encode
+        if fast is not None:
+            try:
+                return self._header + fast(record)
+            except Exception:  # anything unusual: fastavro decides (result or error)
+                pass
         out = io.BytesIO()
         out.write(self._header)
         try:
@@ -217,10 +229,17 @@ class AvroCodec:
         return out.getvalue()
 
     def decode(self, data: bytes | bytearray | memoryview) -> dict:
+        header = self._header
+        if header and data[:5] != header:
+            raise CodecError(f"cannot decode `{self._label}`: {self._header_problem(data)}")
+        fast = self._fast_decode
+        if fast is not None:
+            try:
+                return fast(data if type(data) is bytes else bytes(data), len(header))
+            except Exception:  # truncated, trailing or odd bytes: fastavro says what is wrong
+                pass
         fo = io.BytesIO(data)
-        if self._header:
-            if data[:5] != self._header:
-                raise CodecError(f"cannot decode `{self._label}`: {self._header_problem(data)}")
+        if header:
             fo.seek(5)
         try:
             record = fastavro.schemaless_reader(fo, self.schema, None)

@@ -14,6 +14,9 @@ Retention (documented in deploy/README.md):
     trust.redzone-events   7 days    audit trail of redzone transitions
     trust.policy           compacted, kept forever; 1 partition (one key, read whole by every worker)
     trust.dlq              14 days   time to look at and replay bad input
+    trust.control          7 days    beyond SPEC §4: operator commands to the decide
+                                     agent (trust resets); key = identity id, as many
+                                     partitions as the events (co-partitioned)
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ TOPIC_CONFIG: dict[str, dict[str, str]] = {
     "redzone": {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
     "policy": {"cleanup.policy": "compact", "retention.ms": "-1"},
     "dlq": {"cleanup.policy": "delete", "retention.ms": str(14 * DAY_MS)},
+    "control": {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
 }
 
 _QUIET = logging.getLogger("streams.kafka.admin.librdkafka")
@@ -60,7 +64,7 @@ class EnsureReport:
 
 
 def topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
-    """Every topic of SPEC §4, in table order."""
+    """Every topic of SPEC §4, in table order, then the extension topics (`control`)."""
     if set(TOPIC_CONFIG) != set(TOPIC_NAMES):
         raise AssertionError("TOPIC_CONFIG and settings.TOPIC_NAMES list different kinds")
     return tuple(
@@ -131,6 +135,30 @@ def ensure_topics(settings: Settings, timeout: float = 30.0, admin=None) -> Ensu
         if s.name in found and found[s.name] != s.partitions
     }
     return EnsureReport(tuple(created), tuple(existing), mismatched)
+
+
+def group_lag(settings: Settings, kinds: tuple[str, ...] | list[str],
+              timeout: float = 10.0) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> messages the engine's consumer group has not committed yet.
+
+    From the broker (committed offsets vs high watermarks), so it covers every
+    worker of the group; a partition with no commit counts from its low mark.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.app_id,
+                         "enable.auto.commit": False, "logger": _QUIET})
+    try:
+        lag: dict[tuple[str, int], int] = {}
+        for kind in kinds:
+            topic = settings.topic(kind)
+            parts = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+            for tp in consumer.committed([TopicPartition(topic, p) for p in parts], timeout=timeout):
+                low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+                lag[(topic, tp.partition)] = high - (tp.offset if tp.offset >= 0 else low)
+        return lag
+    finally:
+        consumer.close()
 
 
 def _wait_visible(admin, names: list[str], timeout: float) -> None:

@@ -171,6 +171,14 @@ RECORDS: dict[str, dict] = {
         "published_at": TS,
         "published_by": "alice",
     },
+    "TrustControl": {
+        "command_id": "tc-1",
+        "op": "reset_trust",
+        "identity_id": "svc-payments",
+        "reason": "process `p-17` recovered by operator:alice",
+        "actor": "operator:alice",
+        "timestamp": TS2,
+    },
     "DeadLetter": {
         "topic": "trust.syscall-events",
         "partition": 2,
@@ -195,10 +203,11 @@ ENUMS = {
     "IsolationLevel": ["full", "network", "filesystem", "custom"],
     "ForensicMode": ["none", "metadata", "full"],
     "QuarantineStatus": ["active", "analyzing", "terminated", "recovered"],
+    "TrustControlOp": ["reset_trust"],
 }
 TOPIC_VALUES = [
     "SyscallEventBatch", "DecisionBatch", "Violation", "QuarantineCommand",
-    "RedzoneEvent", "PolicyDocument", "DeadLetter",
+    "RedzoneEvent", "PolicyDocument", "DeadLetter", "TrustControl",
 ]
 
 

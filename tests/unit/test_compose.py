@@ -32,6 +32,8 @@ SPEC_TOPICS = [
     "trust.policy",
     "trust.dlq",
 ]
+# Beyond SPEC §4 (README, "Decisions where the spec is silent"): created after the SPEC topics.
+EXTENSION_TOPICS = ["trust.control"]
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +145,15 @@ def test_topic_names_match_spec(services):
     settings = Settings.from_env({k: str(v) for k, v in env.items()})
     assert settings.topic_prefix == Settings().topic_prefix
     assert settings.partitions == Settings().partitions
-    assert [s.name for s in topic_specs(settings)] == SPEC_TOPICS
+    assert [s.name for s in topic_specs(settings)] == SPEC_TOPICS + EXTENSION_TOPICS
     assert {s.name: s.config["cleanup.policy"] for s in topic_specs(settings)}["trust.policy"] == "compact"
+
+
+def test_topics_service_comment_lists_every_topic():
+    text = (ROOT / "docker-compose.yml").read_text()
+    block = text.split("  topics:", 1)[1].split("command:", 1)[0]
+    listed = re.findall(r"trust\.[a-z-]+", block.split("list):", 1)[1])
+    assert listed == SPEC_TOPICS + EXTENSION_TOPICS
 
 
 def test_spec_table_lists_the_same_topics():

@@ -120,3 +120,85 @@ def test_redelivered_quarantining_batch_makes_no_second_command(decider):
     assert len(first) == 1
     assert decoded(again, "quarantine") == []
     assert {d["reason_code"] for d in decoded(again, "decisions")[0]["decisions"]} == {"quarantined"}
+
+
+# -- trust control (recovery resets trust in the engine) -------------------------
+
+CONTROL_SRC = Source("trust.control", 3, 7)
+
+
+def control(command_id: str = "c-1", identity: str = "svc-a") -> bytes:
+    return codec("TrustControl").encode({
+        "command_id": command_id, "op": "reset_trust", "identity_id": identity,
+        "reason": "process `p-1` recovered by operator:alice", "actor": "operator:alice",
+        "timestamp": "2026-11-28T13:00:00.000000Z"})
+
+
+def trust_scores(emits) -> list[float]:
+    return [d["trust_score"] for d in decoded(emits, "decisions")[0]["decisions"]]
+
+
+def test_reset_sets_trust_to_the_baseline_and_the_next_decision_starts_there(decider):
+    decider.handle(b"svc-a", batch([event(1, "mount"), event(2, "mount")], seq=1), SRC)
+    assert decider.state["svc-a"]["t"] == 0.4
+    assert decider.handle_control(b"svc-a", control("c-1"), CONTROL_SRC) == []
+    assert decider.state["svc-a"]["t"] == 0.7 and decider.state["svc-a"]["c"] == "c-1"
+    later = batch([event(3, pid="p-2"), event(4, pid="p-2")], seq=2)  # p-1 itself is still isolated here
+    assert trust_scores(decider.handle(b"svc-a", later, SRC)) == [0.7, 0.73]
+    assert decider.metrics.controls == {"applied": 1}
+
+
+def test_redelivered_reset_after_later_events_does_not_reset_again(decider):
+    decider.handle(b"svc-a", batch([event(1, "mount")], seq=1), SRC)
+    decider.handle_control(b"svc-a", control("c-1"), CONTROL_SRC)
+    decider.handle(b"svc-a", batch([event(2, "mount")], seq=2), SRC)  # 0.7 -> 0.55
+    decider.handle_control(b"svc-a", control("c-1"), CONTROL_SRC)
+    assert decider.state["svc-a"]["t"] == 0.55 and decider.state["svc-a"]["c"] == "c-1"
+    assert decider.metrics.controls == {"applied": 1, "duplicate": 1}
+    decider.handle_control(b"svc-a", control("c-2"), CONTROL_SRC)  # a new reset applies
+    assert decider.state["svc-a"]["t"] == 0.7
+
+
+def test_reset_is_a_barrier_for_a_batch_redelivered_after_it(decider):
+    """A batch applied before the reset and redelivered after it never changes trust again."""
+    value = batch([event(1, "mount"), event(2, "mount")], seq=5)
+    decider.handle(b"svc-a", value, SRC)
+    decider.handle_control(b"svc-a", control("c-1"), CONTROL_SRC)
+    again = decider.handle(b"svc-a", value, SRC)
+    assert trust_scores(again) == [0.7, 0.7]  # decided from the reset trust...
+    assert decider.state["svc-a"]["t"] == 0.7  # ...without penalising twice
+    assert decider.state["svc-a"]["c"] == "c-1"  # the applied id survives later batches
+
+
+def test_reset_of_an_unseen_identity_starts_it_at_the_baseline(decider):
+    decider.handle_control(b"svc-new", control("c-9", "svc-new"), CONTROL_SRC)
+    assert decider.state["svc-new"]["t"] == 0.7
+    assert trust_scores(decider.handle(b"svc-new", batch([event(1, identity="svc-new")]), SRC)) == [0.7]
+
+
+def test_reset_uses_the_running_policy_baseline(decider):
+    decider.handle(b"svc-a", batch([event(1, "mount")]), SRC)
+    decider.engine.use_policy(load_policy(dict(POLICY, version="t-2", trust_model={"baseline": 0.9})))
+    decider.handle_control(b"svc-a", control(), CONTROL_SRC)
+    assert decider.state["svc-a"]["t"] == 0.9
+
+
+def test_bad_control_messages_are_dead_lettered_and_change_nothing(decider):
+    decider.handle(b"svc-a", batch([event(1, "mount")]), SRC)
+    before = dict(decider.state["svc-a"])
+    [dead] = decoded(decider.handle_control(b"svc-a", b"\x05junk", CONTROL_SRC), "dlq")
+    assert dead["error_code"] == "undecodable" and dead["topic"] == "trust.control"
+    [dead] = decoded(decider.handle_control(b"svc-b", control(identity="svc-a"), CONTROL_SRC), "dlq")
+    assert dead["error_code"] == "control_key" and "svc-a" in dead["reason"]
+    assert decider.state["svc-a"] == before
+    assert decider.metrics.dlq == {"undecodable": 1, "control_key": 1}
+
+
+def test_metrics_count_events_outcomes_violations_and_latency(decider):
+    decider.handle(b"svc-a", batch([event(1), event(2, "mount"), event(3, "mount")]), SRC)
+    decider.handle(b"svc-a", b"\x00garbage", SRC)
+    m = decider.metrics
+    assert (m.events, m.batches) == (3, 2)
+    assert m.decisions == {"allow": 1, "block": 1, "quarantine": 1}
+    assert m.violations == {"no_policy": 2} and m.dlq == {"undecodable": 1}
+    assert m.latency.count == 2 and m.latency.sum > 0

@@ -92,11 +92,15 @@ def test_tail_and_private_write(tmp_path):
 
 def test_topic_specs_cover_spec_section_4():
     specs = {s.kind: s for s in topic_specs(Settings())}
-    assert set(specs) == {"events", "decisions", "violations", "quarantine", "redzone", "policy", "dlq"}
+    assert set(specs) == {"events", "decisions", "violations", "quarantine", "redzone", "policy", "dlq",
+                          "control"}
     assert all(s.partitions == 6 and s.replication_factor == 1
                for s in specs.values() if s.kind != "policy")
     assert specs["policy"].partitions == 1  # one key, read whole by every worker
     assert specs["policy"].config["cleanup.policy"] == "compact"
     assert specs["dlq"].config["retention.ms"] == str(14 * DAY_MS)
-    for kind in ("decisions", "violations", "redzone"):
+    for kind in ("decisions", "violations", "redzone", "control"):
         assert specs[kind].config["retention.ms"] == str(7 * DAY_MS)
+    # Co-partitioned with the events: the decide agent reads both into one trust table.
+    assert specs["control"].partitions == specs["events"].partitions
+    assert specs["control"].name == "trust.control"
