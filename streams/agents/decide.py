@@ -32,11 +32,8 @@ from streams.errors import CodecError, EventError
 from streams.events import context_from_record
 from streams.metrics import DecideMetrics
 
-
 SHIMS_REMEMBERED = 16  # per identity; a shim restarts under a new shim_id
 _ACTION = itemgetter("action")
-
-
 
 
 @dataclass(frozen=True, slots=True)
