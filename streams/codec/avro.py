@@ -40,7 +40,9 @@ from streams.codec._fast import compile_codec
 from streams.errors import CodecError
 
 NAMESPACE = "forgeone.trust"
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+# The repository's schemas/ (editable installs, the Docker image's /app);
+# TRUST_SCHEMA_DIR points elsewhere, e.g. for an installed wheel.
+SCHEMA_DIR = Path(os.environ.get("TRUST_SCHEMA_DIR") or Path(__file__).resolve().parents[2] / "schemas")
 MAGIC = 0
 # TRUST_CODEC_COMPILED=0 keeps every codec on fastavro alone (for comparisons).
 COMPILED = os.environ.get("TRUST_CODEC_COMPILED", "1") != "0"
