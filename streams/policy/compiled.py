@@ -4,12 +4,16 @@ Like OPA preparing a query before evaluating it: exact syscalls sit in a
 dict, glob keys in document order, regexes are compiled, and everything that
 depends only on (identity, syscall) -- which policy applies, the identity
 checks, the summed rule adjustments, the mode -- is resolved once per pair
-into a :class:`Plan` and memoised.
+into a :class:`Plan` and memoised.  What depends on a few values that repeat
+constantly (the trust arithmetic on a trust value, the argument checks on an
+argument tuple) is memoised too, so a steady stream of events is decided
+mostly by dict lookups.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from streams.policy import validators
 from streams.policy.canonical import canonical_json, digest
@@ -23,17 +27,46 @@ from streams.policy.model import (
     SyscallPolicy,
     ZtaPolicyGraph,
 )
-from streams.policy.trust import sum_adjustments
+from streams.policy.trust import after_compliant, after_violation, effective_trust, sum_adjustments
 
 _MEMO_LIMIT = 1 << 18  # entries per memo before it is cleared (bounded memory)
+_ARGS_MEMO_LIMIT = 1 << 13  # per (policy, syscall): tuples and reasons are bigger, and vary more
+_IDENTITY_LIMIT = 1 << 16  # identities with plans (each holds up to one plan per syscall seen)
+
+# Built-in validators read nothing but `ctx.args`, so their verdict can be
+# memoised with the argument checks.  Validators registered by others may
+# read anything in the context and are called for every event.
+_ARGS_ONLY_VALIDATORS = frozenset({validators.no_path_traversal, validators.no_shell_metachar})
+
+
+class Memo(dict):
+    """`memo[x]` is `fn(x)`, computed once; cleared when full (bounded memory).
+
+    A dict subclass with ``__missing__``: a hit runs no Python code, only the
+    miss calls `fn`.  (A plain dict indexed inside try/except is a little
+    faster still; the plan table, hit twice per event, is done that way.)
+    """
+
+    __slots__ = ("fn", "limit")
+
+    def __init__(self, fn: Callable, limit: int = _MEMO_LIMIT):
+        super().__init__()
+        self.fn = fn
+        self.limit = limit
+
+    def __missing__(self, key):
+        if len(self) >= self.limit:
+            self.clear()
+        value = self[key] = self.fn(key)
+        return value
 
 
 class CompiledSyscallPolicy:
     """One syscall policy, ready for the hot path."""
 
     __slots__ = ("source", "key", "min_trust", "allowed", "denied", "args", "validator",
-                 "validator_name", "violation_action", "mode", "isolation_level",
-                 "isolation_syscalls", "forensic_mode")
+                 "validator_name", "args_only_validator", "checks_for", "violation_action", "mode",
+                 "isolation_level", "isolation_syscalls", "forensic_mode")
 
     def __init__(self, p: SyscallPolicy, doc_mode: EnforcementMode):
         self.source = p
@@ -45,6 +78,9 @@ class CompiledSyscallPolicy:
         self.args = tuple((i, rx, _memo_fullmatch(re.compile(rx))) for i, rx in p.arg_constraints)
         self.validator_name = p.custom_validator
         self.validator = validators.get(p.custom_validator) if p.custom_validator else None
+        self.args_only_validator = self.validator in _ARGS_ONLY_VALIDATORS
+        # syscall -> its PolicyChecks (one syscall for an exact key, the matching ones for a glob)
+        self.checks_for = Memo(lambda syscall: PolicyChecks(self, syscall))
         self.violation_action = p.violation_action
         self.mode = p.enforcement_mode or doc_mode
         self.isolation_level = p.isolation_level or IsolationLevel.FULL
@@ -52,33 +88,87 @@ class CompiledSyscallPolicy:
         self.forensic_mode = p.forensic_mode or ForensicMode.FULL
 
 
+class PolicyChecks:
+    """Checks 5-7 of SPEC §2 for one policy applied to one syscall, failures memoised.
+
+    A failure's reason names the syscall, the trust or the argument, so it is
+    formatted once per distinct value and then reused.
+    """
+
+    __slots__ = ("min_trust", "trust_failure", "arg_verdicts", "validator", "validator_failure")
+
+    def __init__(self, p: CompiledSyscallPolicy, syscall: str):
+        self.min_trust = p.min_trust
+        self.trust_failure = Memo(lambda trust: (
+            ReasonCode.TRUST_BELOW_MINIMUM, f"trust {trust} below minimum {p.min_trust} for {syscall}"))
+        # args tuple -> the failure of check 6 (and 7 for an args-only validator), or None
+        self.arg_verdicts = (Memo(lambda args: _arg_failure(p, syscall, args), _ARGS_MEMO_LIMIT)
+                             if p.args or p.args_only_validator else None)
+        # a registered validator may read the whole context: it is called for every event
+        self.validator = None if p.args_only_validator else p.validator
+        self.validator_failure = (ReasonCode.CUSTOM_VALIDATOR,
+                                  f"custom validator {p.validator_name} refused {syscall}")
+
+
+def _arg_failure(p: CompiledSyscallPolicy, syscall: str, args: tuple[str, ...]):
+    """Check 6 (each constrained index, ascending), then an args-only check 7."""
+    for index, pattern, check in p.args:
+        if index >= len(args):
+            return (ReasonCode.ARG_MISSING,
+                    f"argument {index} of {syscall} is missing (constraint {pattern})")
+        if not check(args[index]):
+            return (ReasonCode.ARG_CONSTRAINT,
+                    f"argument {index} of {syscall} `{args[index]}` does not match {pattern}")
+    if p.args_only_validator and not p.validator(_ArgsOnly(args)):
+        return (ReasonCode.CUSTOM_VALIDATOR, f"custom validator {p.validator_name} refused {syscall}")
+    return None
+
+
+class _ArgsOnly:
+    """Given to an args-only validator in place of a context it never reads past `args`."""
+
+    __slots__ = ("args",)
+
+    def __init__(self, args: tuple[str, ...]):
+        self.args = args
+
+
 def _memo_fullmatch(rx: re.Pattern):
     """`arg -> bool`, memoised: shims repeat the same arguments constantly."""
-    memo: dict[str, bool] = {}
     fullmatch = rx.fullmatch
-
-    def check(arg: str) -> bool:
-        hit = memo.get(arg)
-        if hit is None:
-            if len(memo) >= _MEMO_LIMIT:
-                memo.clear()
-            hit = memo[arg] = fullmatch(arg) is not None
-        return hit
-
-    return check
+    return Memo(lambda arg: fullmatch(arg) is not None).__getitem__
 
 
 class Plan:
-    """What is fixed for one (identity, syscall) pair under one policy version."""
+    """What is fixed for one (identity, syscall) pair under one policy version.
 
-    __slots__ = ("policy", "adjustment", "identity_failure", "mode", "allowed_reason")
+    `failure` is the failure of the checks that depend on nothing else (2-4:
+    no policy with a deny default, a denied or not-allowed identity), else
+    None; `checks` are the per-event checks 5-7 when they are still to run;
+    `trust_of` maps a base trust to the effective trust under this pair's
+    rule adjustments.  The rest is what a decision under the plan carries.
+    """
 
-    def __init__(self, policy, adjustment, identity_failure, mode, allowed_reason):
-        self.policy: CompiledSyscallPolicy | None = policy
-        self.adjustment: float = adjustment
-        self.identity_failure: tuple[ReasonCode, str] | None = identity_failure
-        self.mode: EnforcementMode = mode
-        self.allowed_reason: str = allowed_reason
+    __slots__ = ("policy", "adjustment", "failure", "checks", "trust_of", "mode", "enforced",
+                 "allowed_reason", "violation_action", "isolation_level", "isolation_syscalls",
+                 "forensic_mode")
+
+    def __init__(self, policy: CompiledSyscallPolicy | None, adjustment: float,
+                 failure: tuple[ReasonCode, str] | None, checks: PolicyChecks | None,
+                 trust_of: Memo, mode: EnforcementMode, allowed_reason: str):
+        self.policy = policy
+        self.adjustment = adjustment
+        self.failure = failure
+        self.checks = checks
+        self.trust_of = trust_of
+        self.mode = mode
+        self.enforced = mode is EnforcementMode.ENFORCE
+        self.allowed_reason = allowed_reason
+        # a failure with no policy behind it gets full isolation (SPEC §2, §3)
+        self.violation_action = None if policy is None else policy.violation_action
+        self.isolation_level = IsolationLevel.FULL if policy is None else policy.isolation_level
+        self.isolation_syscalls = () if policy is None else policy.isolation_syscalls
+        self.forensic_mode = ForensicMode.FULL if policy is None else policy.forensic_mode
 
 
 class CompiledPolicy:
@@ -91,7 +181,8 @@ class CompiledPolicy:
         self.digest = digest(self.canonical_json)
         self.mode = graph.enforcement_mode
         self.default_allow = graph.default_action is DefaultAction.ALLOW
-        self.trust_model = graph.trust_model
+        self.trust_model = tm = graph.trust_model
+        self.baseline = tm.baseline
         self.quarantine_threshold = graph.quarantine_threshold
         self.syscall_classes = {k: frozenset(v) for k, v in graph.syscall_classes.items()}
         compiled = [CompiledSyscallPolicy(p, graph.enforcement_mode) for p in graph.policies]
@@ -103,7 +194,15 @@ class CompiledPolicy:
              r.trust_adjustment)
             for r in graph.identity_rules
         )
-        self._plans: dict[tuple[str, str], Plan] = {}
+        # T -> the new T after a compliant decision / after a violation (SPEC §2.3)
+        self.after_compliant = Memo(lambda t: after_compliant(t, tm))
+        self.after_violation = Memo(lambda t: after_violation(t, tm))
+        # adjustment -> Memo(base -> effective trust), shared by the plans with that adjustment
+        self._trust_memos: dict[float, Memo] = {}
+        # identity -> syscall -> Plan.  Plain dicts, indexed by evaluate() itself, which
+        # calls plan() on a KeyError: two str-keyed lookups cost less than hashing an
+        # (identity, syscall) tuple per event, and exact dicts less than a Memo.
+        self.plans: dict[str, dict[str, Plan]] = {}
 
     def lookup(self, syscall: str) -> CompiledSyscallPolicy | None:
         """Exact key first, then the first glob key in document order (SPEC §2.3)."""
@@ -116,12 +215,17 @@ class CompiledPolicy:
         return None
 
     def plan(self, identity: str, syscall: str) -> Plan:
-        key = (identity, syscall)
-        p = self._plans.get(key)
+        """The memoised Plan of a pair, made on first use."""
+        by_syscall = self.plans.get(identity)
+        if by_syscall is None:
+            if len(self.plans) >= _IDENTITY_LIMIT:
+                self.plans.clear()
+            by_syscall = self.plans[identity] = {}
+        p = by_syscall.get(syscall)
         if p is None:
-            if len(self._plans) >= _MEMO_LIMIT:
-                self._plans.clear()
-            p = self._plans[key] = self._make_plan(identity, syscall)
+            if len(by_syscall) >= _MEMO_LIMIT:
+                by_syscall.clear()
+            p = by_syscall[syscall] = self._make_plan(identity, syscall)
         return p
 
     def _make_plan(self, identity: str, syscall: str) -> Plan:
@@ -129,12 +233,23 @@ class CompiledPolicy:
             adj for id_match, sys_patterns, adj in self._rules
             if id_match(identity) and (sys_patterns is None or sys_patterns.matches(syscall))
         ])
+        trust_of = self._trust_memo(adjustment)
         policy = self.lookup(syscall)
         if policy is None:
-            return Plan(None, adjustment, None, self.mode,
+            failure = None if self.default_allow else (
+                ReasonCode.NO_POLICY, f"no policy for {syscall} and the default action is deny")
+            return Plan(None, adjustment, failure, None, trust_of, self.mode,
                         f"{syscall} has no policy; the default action allows it")
-        return Plan(policy, adjustment, _identity_failure(policy, identity, syscall), policy.mode,
+        failure = _identity_failure(policy, identity, syscall)
+        checks = policy.checks_for[syscall] if failure is None else None
+        return Plan(policy, adjustment, failure, checks, trust_of, policy.mode,
                     f"{syscall} complies with policy {policy.key}")
+
+    def _trust_memo(self, adjustment: float) -> Memo:
+        memo = self._trust_memos.get(adjustment)
+        if memo is None:
+            memo = self._trust_memos[adjustment] = Memo(lambda base: effective_trust(base, adjustment))
+        return memo
 
 
 def _identity_failure(p: CompiledSyscallPolicy, identity: str, syscall: str):
