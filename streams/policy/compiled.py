@@ -49,10 +49,10 @@ class Memo(dict):
 
     __slots__ = ("fn", "limit")
 
-    def __init__(self, fn: Callable, limit: int = _MEMO_LIMIT):
+    def __init__(self, fn: Callable, limit: int | None = None):
         super().__init__()
         self.fn = fn
-        self.limit = limit
+        self.limit = _MEMO_LIMIT if limit is None else limit
 
     def __missing__(self, key):
         if len(self) >= self.limit:
