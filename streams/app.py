@@ -12,6 +12,11 @@ only connects it to Kafka.  Settings that matter, and why:
 - the decide agent reads the events and the control topic (trust resets) as
   one stream: Faust co-partitions topics of equal partition count read by the
   same agent, so a reset lands with the identity's trust table partition.
+- outputs go through one confluent-kafka producer (`agents/outputs.py`),
+  flushed before every Faust offset commit: a Faust send cost hundreds of
+  microseconds of CPU per record here (BENCHMARKS.md).
+- the consumer's fetch wait is cut from Faust's hard-coded 1.5 s to 10 ms:
+  a fetch naming only idle partitions otherwise held decisions for seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import logging
 import faust
 
 from streams.agents.decide import BatchDecider, Source
+from streams.agents.outputs import OutputProducer
 from streams.agents.policy import PolicyWatcher
 from streams.agents.redzone import RedzoneApplier, RedzoneFollower
 from streams.engine import TrustEngine
@@ -34,6 +40,34 @@ from streams.web import OperatorApi, register
 log = logging.getLogger("forgeone.trust")
 
 settings = Settings.from_env()
+
+
+# Faust builds its aiokafka consumer with fetch_max_wait_ms=1500 (hard-coded).
+# aiokafka does not fetch a partition again while its last records are still
+# buffered, so a fetch in flight often names only partitions with no new data
+# (trust.control, trust.quarantine, idle event partitions), and the broker
+# holds it the full 1.5 s: every decision then waits up to 1.5 s in real
+# time.  A short wait makes such a fetch come back at once.
+FETCH_MAX_WAIT_MS = 10
+
+
+def _short_fetch_wait() -> None:
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    create = AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(create, "_trust_short_wait", False):
+        return
+
+    def _create_worker_consumer(self, transport):
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by consumer.start()
+        return consumer
+
+    _create_worker_consumer._trust_short_wait = True
+    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+
+
+_short_fetch_wait()
 
 
 def _make_app(s: Settings) -> faust.App:
@@ -70,7 +104,6 @@ def _raw_topic(kind: str):
 decide_topic = app.topic(settings.topic("events"), settings.topic("control"), key_type=bytes,
                          value_type=bytes, key_serializer="raw", value_serializer="raw")
 quarantine_topic = _raw_topic("quarantine")
-outputs = {kind: _raw_topic(kind) for kind in ("decisions", "violations", "quarantine", "redzone", "dlq")}
 
 # Adaptive trust per identity, co-partitioned with the events (same key, same
 # partition count): a restarted or rebalanced worker resumes from the changelog.
@@ -95,9 +128,21 @@ def decider() -> BatchDecider:
     return _decider
 
 
+output_producer = OutputProducer(settings)
+_faust_flush = app.producer.flush
+
+
+async def _flush_outputs_then_faust() -> None:
+    # Faust calls app.producer.flush() right before committing offsets.
+    output_producer.flush()
+    await _faust_flush()
+
+
+app.producer.flush = _flush_outputs_then_faust
+
+
 async def _send(emits) -> None:
-    for e in emits:
-        await outputs[e.kind].send(key=e.key, value=e.value)
+    output_producer.send(emits)
 
 
 @app.agent(decide_topic, concurrency=1)
