@@ -6,7 +6,8 @@ refusal is an EventError whose message names the field.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from streams.errors import EventError
 from streams.policy.model import IdentityContext, SyscallContext, TrustVector

@@ -224,10 +224,13 @@ class ShimProducer:
         due = self._batcher.next_due()
         if due is not None:
             timeout = min(timeout, max(0.0, due - self._clock()))
-        if self._producer is not None:
+        if self._producer is not None and not 0 < timeout < 0.001:
             served = self._producer.poll(timeout)
-        else:  # nothing in flight yet: just wait for the next batch
-            served = 0
+        else:
+            # Nothing in flight yet, or less than a millisecond to wait:
+            # librdkafka counts whole milliseconds, so poll(0.0004) returns at
+            # once and a caller pacing itself with poll() would spin a core.
+            served = self._producer.poll(0) if self._producer is not None else 0
             if timeout > 0:
                 time.sleep(timeout)
         self._produce_due()

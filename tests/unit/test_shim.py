@@ -320,3 +320,20 @@ def test_default_shim_id_is_host_and_pid():
     assert default_shim_id() == f"{socket.gethostname()}-{os.getpid()}"
     shim = ShimProducer(SETTINGS, producer_factory=FakeProducer)
     assert shim.shim_id == default_shim_id()
+
+
+def test_poll_sleeps_instead_of_spinning_below_a_millisecond(monkeypatch):
+    # librdkafka counts whole milliseconds: poll(0.0004) would return at once.
+    shim, clock, made = make_shim()
+    shim.send(event("a", 0))
+    shim.flush()
+    timeouts, slept = [], []
+    made[0].poll = lambda timeout: timeouts.append(timeout) or 0
+    monkeypatch.setattr("streams.shim.time.sleep", slept.append)
+    shim.send(event("b", 0))
+    clock.advance(4.6)  # b's batch is due in 0.4 ms
+    shim.poll(0.05)
+    assert timeouts == [0] and slept == [pytest.approx(0.0004)]
+    clock.advance(0.4)
+    shim.poll(0.05)
+    assert shim.buffered == 0
