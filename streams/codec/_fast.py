@@ -122,6 +122,12 @@ class _Gen:
     def emit(self, indent: int, line: str) -> None:
         self.lines.append("    " * indent + line)
 
+    def check_optional(self, union: list) -> None:
+        """Only `[null, T]` unions are compiled; any other falls back to fastavro."""
+        branches = [self.resolve(b) for b in union]
+        if len(branches) != 2 or branches[0] != "null" or branches[1] == "null":
+            raise Unsupported("union other than [null, T]")
+
     def resolve(self, schema: Any) -> Any:
         if isinstance(schema, str) and schema not in _PRIMITIVES:
             try:
@@ -146,9 +152,7 @@ class _Enc(_Gen):
         s = self.resolve(schema)
         e = self.emit
         if isinstance(s, list):
-            branches = [self.resolve(b) for b in s]
-            if len(branches) != 2 or branches[0] != "null" or branches[1] == "null":
-                raise Unsupported("union other than [null, T]")
+            self.check_optional(s)
             e(ind, f"if {v} is None:")
             e(ind + 1, "w(b'\\x00')")
             e(ind, "else:")
@@ -253,9 +257,7 @@ class _Dec(_Gen):
         s = self.resolve(schema)
         e = self.emit
         if isinstance(s, list):
-            branches = [self.resolve(b) for b in s]
-            if len(branches) != 2 or branches[0] != "null" or branches[1] == "null":
-                raise Unsupported("union other than [null, T]")
+            self.check_optional(s)
             b = self.var("u")
             e(ind, f"{b} = buf[pos]")
             e(ind, "pos += 1")
