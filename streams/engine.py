@@ -26,6 +26,7 @@ from streams.policy.model import (
 )
 
 _QUARANTINE_NS = uuid.UUID("6f1c2b52-31c6-4a8e-9a53-4d5f0f6e2a10")
+_FROM_VIEW = object()
 ENFORCE = EnforcementMode.ENFORCE
 PERMISSIVE = EnforcementMode.PERMISSIVE
 
@@ -114,12 +115,16 @@ class TrustEngine:
         """Switch policy version; later decisions carry the new version."""
         self.policy = policy
 
-    def decide(self, ctx: SyscallContext, now: str, *, update_trust: bool = True) -> Outcome:
+    def decide(self, ctx: SyscallContext, now: str, *, update_trust: bool = True,
+               isolation: Isolation | None | object = _FROM_VIEW) -> Outcome:
         """Decide one event.  `update_trust=False` replays a redelivered event
-        without penalising or rewarding it a second time."""
+        without penalising or rewarding it a second time; `isolation`, when
+        given, is the process's isolation to decide with (else the view's)."""
         identity = ctx.identity.id
         t = self.trust.get(identity)
-        r = evaluate(self.policy, ctx, t, self.redzone.isolation_of(ctx.identity.process_id), now)
+        if isolation is _FROM_VIEW:
+            isolation = self.redzone.isolation_of(ctx.identity.process_id)
+        r = evaluate(self.policy, ctx, t, isolation, now)
         decision = decision_record(ctx, r)
         if update_trust and r.trust_after is not None:
             self.trust[identity] = r.trust_after

@@ -45,7 +45,8 @@ class Histogram:
 class DecideMetrics:
     """Counters the decide agent keeps; only ints and dicts, so counting is cheap."""
 
-    __slots__ = ("events", "batches", "decisions", "violations", "dlq", "controls", "latency")
+    __slots__ = ("events", "batches", "decisions", "violations", "dlq", "controls", "latency",
+                 "redelivered", "seq_gaps")
 
     def __init__(self) -> None:
         self.events = 0
@@ -55,6 +56,8 @@ class DecideMetrics:
         self.dlq: dict[str, int] = {}  # error_code -> count
         self.controls: dict[str, int] = {}  # "applied" | "duplicate" -> count
         self.latency = Histogram()
+        self.redelivered: dict[str, int] = {}  # "replayed" (from its step) | "unknown" -> batches
+        self.seq_gaps = 0  # batches whose shim seq skipped numbers on their partition
 
     def families(self) -> list["Family"]:
         h = self.latency

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
 
 from streams.clock import utc_now
+from streams.trust_state import TrustEntry
 from streams.agents.redzone import UNREACHABLE
 from streams.errors import (
     CodecError,
@@ -154,9 +155,10 @@ class OperatorApi:
                           f"(it owns {owned or 'none yet'}); only owned partitions of the trust table are "
                           "local here: ask the worker that owns it")
             return Reply(404, {**body, "found": False, "local": partition in owned, "detail": detail})
-        t = entry.get("t")
+        entry = TrustEntry.of(entry)
+        t = entry.trust
         return Reply(200, {**body, "found": True, "local": True, "trust": baseline if t is None else t,
-                           "last_batch": entry.get("k"), "last_control_id": entry.get("c")})
+                           "last_offset": entry.offset, "last_control_id": entry.control_id})
 
     async def policy(self) -> Reply:
         cp = self.policy_watcher.current

@@ -31,6 +31,7 @@ import faust
 
 from streams.agents.decide import BatchDecider, Source
 from streams.agents.outputs import OutputProducer
+from streams.trust_state import TrustEntry
 from streams.agents.policy import PolicyWatcher
 from streams.agents.redzone import RedzoneApplier, RedzoneFollower
 from streams.engine import TrustEngine
@@ -44,6 +45,11 @@ from streams.web import OperatorApi, register
 from streams.worker.faustkit import TrustApp
 
 log = logging.getLogger("forgeone.trust")
+
+# How the decide agent takes its input: up to TAKE_MAX messages, or what came
+# within TAKE_WITHIN seconds, decided in one go (BENCHMARKS.md).
+TAKE_MAX = 500
+TAKE_WITHIN = 0.002
 
 
 @dataclass(slots=True)
@@ -65,8 +71,26 @@ class Worker:
             engine = TrustEngine(self.policy.current, self.redzone_view, trust={},
                                  trace_depth=self.settings.trace_depth)
             self.policy.on_switch = engine.use_policy
-            self._decider = BatchDecider(engine, self.trust_table, metrics=self.metrics)
+            self._decider = BatchDecider(engine, self.trust_table.data, metrics=self.metrics,
+                                         partitions=self.settings.partitions, committed=self.committed)
         return self._decider
+
+    def committed(self, partition: int) -> int | None:
+        """The events partition's last committed offset this worker knows of."""
+        from faust.types import TP
+
+        offsets = getattr(self.app.consumer, "_committed_offset", None)
+        return None if offsets is None else offsets.get(TP(self.settings.topic("events"), partition))
+
+    def before_commit(self) -> None:
+        """Right before Faust commits offsets: the changed trust entries go to the
+        table's changelog (once per commit, not per message), then the outputs
+        are flushed; both precede the offsets that cover them."""
+        if self._decider is not None:
+            data, send = self.trust_table.data, self.trust_table.send_changelog
+            for identity, partition in self._decider.take_dirty().items():
+                send(partition, identity, TrustEntry.of(data[identity]).to_dict())
+        self.outputs.flush()
 
     def owned_partitions(self) -> set[int]:
         events = self.settings.topic("events")
@@ -109,7 +133,8 @@ def build_worker(settings: Settings) -> Worker:
     """Build one worker from `settings`; nothing connects until it runs."""
     s = settings
     outputs = OutputProducer(s)
-    app = make_app(s, outputs.flush)
+    hook: list = []  # the worker's before_commit, once it exists
+    app = make_app(s, lambda: hook[0]())
 
     def raw_topic(*kinds: str):
         return app.topic(*(s.topic(k) for k in kinds), key_type=bytes, value_type=bytes,
@@ -117,6 +142,9 @@ def build_worker(settings: Settings) -> Worker:
 
     # Adaptive trust per identity, co-partitioned with the events (same key, same
     # partition count): a restarted or rebalanced worker resumes from the changelog.
+    # Keys are identity ids, values TrustEntry (JSON dicts on the changelog and
+    # right after a restore).  The decider changes the table's data directly and
+    # the changelog is written once per commit (Worker.before_commit).
     trust_table = app.Table("trust", default=None, partitions=s.partitions,
                             schema=faust.Schema(key_serializer="json", value_serializer="json"))
     view = LocalRedzoneView()
@@ -125,6 +153,7 @@ def build_worker(settings: Settings) -> Worker:
     follower = RedzoneFollower(s, view)
     metrics = DecideMetrics()
     worker = Worker(s, app, policy, view, outputs, metrics, trust_table)
+    hook.append(worker.before_commit)
     control = s.topic("control")
 
     # One Faust topic over two names: the agent dispatches on message.topic.
@@ -135,10 +164,15 @@ def build_worker(settings: Settings) -> Worker:
         await policy.ready.wait()
         await follower.ready.wait()
         d = worker.decider()
-        async for event in stream.events():
-            m = event.message
-            handle = d.handle_control if m.topic == control else d.handle
-            outputs.send(handle(m.key, m.value, Source(m.topic, m.partition, m.offset)))
+        # Many messages at once: Faust's per-take work (wake-up, acks) is paid
+        # once per take, and the outputs are handed to librdkafka in one go.
+        async for events in stream.take_events(TAKE_MAX, TAKE_WITHIN):
+            emits = []
+            for event in events:
+                m = event.message
+                handle = d.handle_control if m.topic == control else d.handle
+                emits.extend(handle(m.key, m.value, Source(m.topic, m.partition, m.offset)))
+            outputs.send(emits)
 
     @app.agent(raw_topic("quarantine"), name="redzone", concurrency=1)
     async def redzone(stream):

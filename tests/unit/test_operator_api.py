@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from streams.trust_state import TrustEntry
 from streams.codec.avro import codec
 from streams.errors import UnknownProcessError
 from streams.metrics import DecideMetrics, render
@@ -176,7 +177,7 @@ def test_reads_need_no_token_and_change_nothing(make_api):
 
 def test_trust_from_the_local_table_or_a_clear_not_local_answer():
     p = java_partition("svc-a", 6)
-    api_owner = OperatorApi(Settings(), RecordingService(Settings()), trust={"svc-a": {"t": 0.42, "c": "c-1"}},
+    api_owner = OperatorApi(Settings(), RecordingService(Settings()), trust={"svc-a": TrustEntry(trust=0.42, control_id="c-1")},
                             owned_partitions=lambda: {p}, policy=Watcher(), metrics=DecideMetrics(),
                             ready=lambda: True, isolated=lambda: 0)
     found = run(api_owner.trust("svc-a"))
