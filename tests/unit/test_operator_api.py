@@ -1,6 +1,6 @@
 """The operator HTTP API's logic and the redzone service, without a worker.
 
-The service runs on an in-memory async store (the same pure state machine as
+The service runs on the in-memory RedzoneStore (the same pure state machine as
 Redis) and records what it would produce instead of talking to Kafka; the
 Redis and HTTP paths are tested for real in tests/integration/test_redzone_ops.py.
 """
@@ -13,9 +13,8 @@ import re
 import pytest
 
 from streams.codec.avro import codec
-from streams.errors import UnknownProcessError
 from streams.metrics import DecideMetrics, render
-from streams.redzone.model import apply_quarantine, apply_transition
+from streams.redzone.memory import InMemoryRedzoneStore
 from streams.redzone.service import RedzoneService
 from streams.settings import Settings
 from streams.web import OperatorApi, java_partition
@@ -25,34 +24,9 @@ NOW = "2026-11-28T12:00:00.000000Z"
 TOKEN = "s3cret-token"
 
 
-class MemoryStore:
-    """RedisRedzoneStore's interface on a dict (async, like the real one)."""
-
-    def __init__(self):
-        self.processes = {}
-
-    async def quarantine(self, cmd, now):
-        p, event = apply_quarantine(self.processes.get(cmd["process_id"]), cmd, now)
-        self.processes[p.process_id] = p
-        return p, event
-
-    async def transition(self, pid, target, actor, now, reason="", command_id=None):
-        if pid not in self.processes:
-            raise UnknownProcessError(f"process `{pid}` is not in the redzone")
-        p, event = apply_transition(self.processes[pid], target, actor, now, reason, command_id)
-        self.processes[pid] = p
-        return p, event
-
-    async def get(self, pid):
-        return self.processes.get(pid)
-
-    async def all(self):
-        return list(self.processes.values())
-
-
 class RecordingService(RedzoneService):
     def __init__(self, settings):
-        super().__init__(settings, store=MemoryStore(), clock=lambda: NOW)
+        super().__init__(settings, store=InMemoryRedzoneStore(), clock=lambda: NOW)
         self.sent: list[tuple[str, str, dict]] = []
 
     async def _emit(self, records, applied):
@@ -91,12 +65,21 @@ def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
+def body(raw: bytes | str = b""):
+    """A request body reader (what `register` passes: read only when called)."""
+    data = raw.encode() if isinstance(raw, str) else raw
+
+    async def read() -> bytes:
+        return data
+    return read
+
+
 # -- authorization -----------------------------------------------------------------
 
 @pytest.mark.parametrize("op", ["analyze", "terminate", "recover"])
 def test_mutation_without_header_is_401_and_changes_nothing(make_api, op):
     api = make_api()
-    reply = run(api.mutate(op, "p-1", {}, ""))
+    reply = run(api.mutate(op, "p-1", {}, body("")))
     assert reply.status == 401 and reply.headers["WWW-Authenticate"].startswith("Bearer")
     assert api.service.store.processes["p-1"].status.value == "active" and api.service.sent == []
 
@@ -104,7 +87,7 @@ def test_mutation_without_header_is_401_and_changes_nothing(make_api, op):
 @pytest.mark.parametrize("header", ["Bearer wrong", "Basic czNjcmV0LXRva2Vu", f"Bearer {TOKEN}x", "Bearer"])
 def test_mutation_with_a_wrong_token_is_403_and_changes_nothing(make_api, header):
     api = make_api()
-    reply = run(api.mutate("terminate", "p-1", {"Authorization": header}, ""))
+    reply = run(api.mutate("terminate", "p-1", {"Authorization": header}, body("")))
     assert reply.status == 403 and reply.body["code"] == "forbidden"
     assert api.service.store.processes["p-1"].status.value == "active" and api.service.sent == []
 
@@ -112,21 +95,21 @@ def test_mutation_with_a_wrong_token_is_403_and_changes_nothing(make_api, header
 def test_without_a_token_on_the_server_every_mutation_is_403(make_api):
     api = make_api(token=None)
     for headers in ({}, bearer("anything"), bearer("")):
-        reply = run(api.mutate("recover", "p-1", headers, ""))
+        reply = run(api.mutate("recover", "p-1", headers, body("")))
         assert reply.status == 403 and "TRUST_OPERATOR_TOKEN" in reply.body["error"]
     assert api.service.store.processes["p-1"].status.value == "active" and api.service.sent == []
 
 
 def test_unknown_process_needs_the_token_before_it_is_a_404(make_api):
     api = make_api()
-    assert run(api.mutate("terminate", "nope", {}, "")).status == 401
-    reply = run(api.call(api.mutate, "terminate", "nope", bearer(TOKEN), ""))
+    assert run(api.mutate("terminate", "nope", {}, body(""))).status == 401
+    reply = run(api.call(api.mutate, "terminate", "nope", bearer(TOKEN), body("")))
     assert reply.status == 404 and "`nope`" in reply.body["error"]
 
 
 def test_right_token_analyzes_with_a_report_and_an_event(make_api):
     api = make_api()
-    reply = run(api.mutate("analyze", "p-1", bearer(TOKEN), '{"actor": "alice", "reason": "look"}'))
+    reply = run(api.mutate("analyze", "p-1", bearer(TOKEN), body('{"actor": "alice", "reason": "look"}')))
     assert reply.status == 200 and reply.body["status"] == "analyzing" and reply.body["forensic_mode"] == "full"
     [(kind, key, event)] = api.service.sent
     assert (kind, key, event["from_status"], event["to_status"]) == ("redzone", "p-1", "active", "analyzing")
@@ -135,7 +118,7 @@ def test_right_token_analyzes_with_a_report_and_an_event(make_api):
 
 def test_recover_emits_the_redzone_event_and_a_trust_reset_for_the_identity(make_api):
     api = make_api()
-    reply = run(api.mutate("recover", "p-1", bearer(TOKEN), ""))
+    reply = run(api.mutate("recover", "p-1", bearer(TOKEN), body("")))
     assert reply.status == 200 and reply.body["status"] == "recovered"
     (k1, key1, event), (k2, key2, control) = api.service.sent
     assert (k1, key1, event["to_status"], event["actor"]) == ("redzone", "p-1", "recovered", "operator:http")
@@ -145,9 +128,9 @@ def test_recover_emits_the_redzone_event_and_a_trust_reset_for_the_identity(make
 
 def test_refused_transition_is_409_naming_the_state_and_emits_nothing(make_api):
     api = make_api()
-    run(api.mutate("terminate", "p-1", bearer(TOKEN), ""))
+    run(api.mutate("terminate", "p-1", bearer(TOKEN), body("")))
     api.service.sent.clear()
-    reply = run(api.mutate("recover", "p-1", bearer(TOKEN), ""))
+    reply = run(api.mutate("recover", "p-1", bearer(TOKEN), body("")))
     assert reply.status == 409 and reply.body["current_status"] == "terminated"
     assert reply.body["error"] == "process `p-1` cannot go from `terminated` to `recovered` (it is final)"
     assert api.service.sent == []
@@ -155,7 +138,7 @@ def test_refused_transition_is_409_naming_the_state_and_emits_nothing(make_api):
 
 def test_bad_body_is_400(make_api):
     api = make_api()
-    assert run(api.mutate("terminate", "p-1", bearer(TOKEN), "[1]")).status == 400
+    assert run(api.mutate("terminate", "p-1", bearer(TOKEN), body("[1]"))).status == 400
     assert api.service.store.processes["p-1"].status.value == "active"
 
 
