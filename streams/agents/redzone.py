@@ -91,12 +91,14 @@ class RedzoneFollower:
 
     CATCH_UP_DEADLINE = 30.0
 
-    def __init__(self, settings: Settings, view: LocalRedzoneView, store: RedzoneStore | None = None):
+    def __init__(self, settings: Settings, view: LocalRedzoneView, store: RedzoneStore | None = None,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
         self.settings = settings
         self.view = view
         self.store = store if store is not None else redis_store(settings)
         self.ready = asyncio.Event()
         self._backoff = Backoff()
+        self._sleep = sleep
 
     async def catch_up(self) -> None:
         loop = asyncio.get_running_loop()
@@ -133,4 +135,4 @@ class RedzoneFollower:
             except RedzoneUnavailable as exc:
                 delay = self._backoff.next()
                 log.warning("%s for the redzone view; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+                await self._sleep(delay)

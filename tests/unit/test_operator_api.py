@@ -8,11 +8,13 @@ Redis and HTTP paths are tested for real in tests/integration/test_redzone_ops.p
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import pytest
 
 from streams.codec.avro import codec
+from streams.errors import RedzoneUnavailable
 from streams.metrics import DecideMetrics, render
 from streams.redzone.memory import InMemoryRedzoneStore
 from streams.redzone.service import RedzoneService
@@ -210,3 +212,168 @@ def test_render_escapes_label_values():
 
     text = render([Family("x", "gauge", "h", [({"a": 'q"\\\n'}, 1)])])
     assert text.endswith('x{a="q\\"\\\\\\n"} 1\n')
+
+
+# -- hardening: token, body, rate limit, outages, no tracebacks ----------------------
+
+class Reader:
+    """A body reader that records whether the API read the body."""
+
+    def __init__(self, raw: bytes = b""):
+        self.raw, self.read = raw, False
+
+    async def __call__(self) -> bytes:
+        self.read = True
+        return self.raw
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_the_token_is_compared_in_constant_time(make_api, monkeypatch):
+    import hmac
+
+    import streams.web
+
+    calls = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(streams.web.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
+    api = make_api()
+    assert api.authorize(bearer("short")).status == 403
+    assert api.authorize(bearer(TOKEN)) is None
+    assert len(calls) == 2 and all(len(a) == len(b) == 32 for a, b in calls)  # digests: lengths never differ
+
+
+@pytest.mark.parametrize("headers", [{}, bearer("wrong")])
+def test_authorization_is_checked_before_the_body_is_read(make_api, headers):
+    api = make_api()
+    reader = Reader(b"\xff\xfe not even utf-8")
+    assert run(api.mutate("terminate", "p-1", headers, reader)).status in (401, 403)
+    assert reader.read is False
+
+
+@pytest.mark.parametrize("raw, says", [
+    (b"\xff\xfe{}", "not UTF-8"),
+    (b"{not json", "not JSON"),
+    (b"[1, 2]", "not a JSON object"),
+    (b"[" * 20_000 + b"]" * 20_000, "not JSON"),  # nested past the parser's recursion limit
+    (b'{"reason": "x", "actr": "alice"}', "unknown field `actr`"),
+    (b'{"actor": {"name": "alice"}}', "field `actor` must be a string"),
+], ids=["not-utf8", "not-json", "not-object", "too-deep", "unknown-field", "not-a-string"])
+def test_a_malformed_body_is_400_json_and_changes_nothing(make_api, raw, says):
+    api = make_api()
+    reply = run(api.call(api.mutate, "terminate", "p-1", bearer(TOKEN), body(raw)))
+    assert reply.status == 400 and reply.body["code"] == "bad_request" and says in reply.body["error"]
+    assert reply.content_type == "application/json"
+    assert api.service.store.processes["p-1"].status.value == "active" and api.service.sent == []
+
+
+def test_a_body_too_large_is_413(make_api):
+    from streams.web import MAX_BODY
+
+    api = make_api()
+    reply = run(api.mutate("terminate", "p-1", bearer(TOKEN), body(b" " * (MAX_BODY + 1))))
+    assert reply.status == 413 and reply.body["code"] == "body_too_large"
+    assert api.service.store.processes["p-1"].status.value == "active"
+
+
+def test_empty_or_null_fields_take_the_defaults(make_api):
+    api = make_api()
+    reply = run(api.mutate("terminate", "p-1", bearer(TOKEN), body(b'{"actor": null, "reason": ""}')))
+    assert reply.status == 200
+    [(_, _, event)] = api.service.sent
+    assert event["actor"] == "operator:http" and event["reason"] == "terminated by operator:http"
+
+
+def test_failed_authentications_are_rate_limited_per_client(make_api):
+    from streams.web import AuthFailureLimiter
+
+    clock = Clock()
+    api = make_api()
+    api.limiter = AuthFailureLimiter(limit=5, window=60.0, clock=clock)
+    for i in range(5):
+        clock.t += 1
+        assert run(api.mutate("terminate", "p-1", bearer(f"guess-{i}"), body(), "10.0.0.9")).status == 403
+    reader = Reader()
+    blocked = run(api.mutate("terminate", "p-1", bearer(TOKEN), reader, "10.0.0.9"))  # even the right token
+    assert blocked.status == 429 and blocked.body["code"] == "too_many_failures" and reader.read is False
+    assert blocked.headers["Retry-After"] == "56"  # the first failure (t=1001) leaves the window at t=1061
+    assert run(api.mutate("analyze", "p-1", bearer(TOKEN), body(), "10.0.0.7")).status == 200  # another client
+    clock.t = 1061.0
+    assert run(api.mutate("terminate", "p-1", bearer(TOKEN), body(), "10.0.0.9")).status == 200
+    assert api.service.store.processes["p-1"].status.value == "terminated"
+
+
+def test_the_limiter_counts_a_sliding_window_and_forgets_on_success():
+    from streams.web import AuthFailureLimiter
+
+    clock = Clock(0.0)
+    lim = AuthFailureLimiter(limit=3, window=10.0, clock=clock)
+    for t in (0.0, 4.0, 8.0):
+        clock.t = t
+        assert lim.retry_after("a") is None
+        lim.failed("a")
+    assert lim.retry_after("a") == pytest.approx(2.0) and lim.retry_after("b") is None
+    clock.t = 10.0  # the failure at 0 left the window
+    assert lim.retry_after("a") is None
+    lim.failed("a")
+    assert lim.retry_after("a") == pytest.approx(4.0)
+    lim.succeeded("a")
+    assert lim.retry_after("a") is None
+
+
+def test_the_limiter_tracks_a_bounded_number_of_clients():
+    from streams.web import AuthFailureLimiter
+
+    clock = Clock(0.0)
+    lim = AuthFailureLimiter(limit=1, window=60.0, clock=clock, max_clients=3)
+    for client in ("a", "b", "c", "d"):
+        lim.failed(client)
+    assert len(lim._failures) == 3 and lim.retry_after("a") is None and lim.retry_after("d") is not None
+
+
+def test_no_token_configured_is_not_counted_as_a_guess(make_api):
+    api = make_api(token=None)
+    for _ in range(10):
+        assert run(api.mutate("terminate", "p-1", bearer("x"), body(), "10.0.0.9")).status == 403
+
+
+class DownStore:
+    """A RedzoneStore whose Redis is down (what the Redis adapter raises)."""
+
+    def __getattr__(self, name):
+        async def down(*args, **kwargs):
+            raise RedzoneUnavailable("redis at `redis://127.0.0.1:1/0` is unreachable", "redis://127.0.0.1:1/0")
+        return down
+
+
+def test_redis_unreachable_is_503_naming_the_cause(make_api):
+    api = make_api()
+    api.service._store = DownStore()
+    for reply in (run(api.call(api.list_processes, {})), run(api.call(api.show, "p-1")),
+                  run(api.call(api.analysis, "p-1")),
+                  run(api.call(api.mutate, "recover", "p-1", bearer(TOKEN), body()))):
+        assert reply.status == 503 and reply.body["code"] == "redzone_unavailable"
+        assert reply.body["cause"] == "redis" and "`redis://127.0.0.1:1/0` is unreachable" in reply.body["error"]
+    assert api.service.sent == []
+    metrics = run(api.call(api.metrics))
+    assert metrics.status == 200 and 'trust_metrics_scrape_errors{source="redis"} 1' in metrics.body
+
+
+def test_an_unexpected_error_is_a_generic_500_and_logged(make_api, caplog):
+    api = make_api()
+
+    async def broken():
+        raise RuntimeError("secret internals at 0xdeadbeef")
+
+    with caplog.at_level("ERROR", logger="forgeone.trust.web"):
+        reply = run(api.call(broken))
+    assert reply.status == 500 and reply.body == {
+        "error": "internal error; the worker's log has the details", "code": "internal"}
+    assert "secret" not in json.dumps(reply.body) and "Traceback" not in json.dumps(reply.body)
+    assert "secret internals" in caplog.text and "Traceback" in caplog.text
