@@ -9,6 +9,7 @@
     ├── RedzoneError                the redzone refused an operation
     │   ├── TransitionError         a status transition the state machine forbids
     │   └── UnknownProcessError     no such quarantined process
+    ├── RedzoneUnavailable          the redzone's store (Redis) cannot be reached: retry later
     ├── DeliveryError               a record could not be delivered to Kafka
     ├── StackError                  the local Kafka/Redis stack could not be run
     └── AuditError                  the audit archive cannot be written, read or trusted
@@ -66,6 +67,21 @@ class TransitionError(RedzoneError):
 
 class UnknownProcessError(RedzoneError):
     code = "redzone_unknown_process"
+
+
+class RedzoneUnavailable(TrustError):
+    """The redzone's store cannot be reached (an outage, not a refusal: retry later).
+
+    Deliberately not a RedzoneError: a refusal is final for its command (the
+    redzone agent dead-letters it), an outage is not (the agent retries).
+    ``url`` names the store without credentials.
+    """
+
+    code = "redzone_unavailable"
+
+    def __init__(self, message: str, url: str = ""):
+        super().__init__(message)
+        self.url = url
 
 
 class DeliveryError(TrustError):

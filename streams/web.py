@@ -16,9 +16,22 @@ transition to `analyzing` is a POST.  Mutations need
 ``Authorization: Bearer <TRUST_OPERATOR_TOKEN>``: no header 401, a wrong
 token 403, and with no token set on the worker every mutation is 403 (an
 API that cannot authenticate anyone must not let anyone in).  Tokens are
-compared with `hmac.compare_digest`; a refused request changes nothing.
-A mutation may carry a JSON body ``{"reason": ..., "actor": ...}``; the actor
-is recorded as ``operator:<actor>`` (default ``operator:http``).
+compared in constant time (`hmac.compare_digest` of their SHA-256, so not
+even the length leaks); a refused request changes nothing.  The header is
+checked before the body is read.  A client address with 5 failed
+authentications in 60 s is answered 429 with `Retry-After` until the oldest
+leaves the window (:class:`AuthFailureLimiter`).
+
+A mutation may carry a UTF-8 JSON body ``{"reason": ..., "actor": ...}``
+(strings; any other field, or a body that is not such JSON, is a 400; more
+than 64 KiB a 413); the actor is recorded as ``operator:<actor>`` (default
+``operator:http``).
+
+Every answer is JSON (but /metrics): ``{"error": ..., "code": ...}`` on
+failure.  Redis unreachable is a 503 naming the server (``code``
+`redzone_unavailable`); Kafka not confirming a change is a 502; anything
+unexpected is logged with its traceback and answered 500 with a generic body,
+so no response ever carries a stack trace.
 
 :class:`OperatorApi` is the logic, framework-free (request parts in, a
 :class:`Reply` out) so it is tested without a worker; :func:`register` binds
@@ -28,29 +41,38 @@ it to Faust views.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
+import math
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
 
 from streams.clock import utc_now
-from streams.trust_state import TrustEntry
-from streams.agents.redzone import UNREACHABLE
 from streams.errors import (
     CodecError,
     DeliveryError,
     RedzoneError,
+    RedzoneUnavailable,
     TransitionError,
     TrustError,
     UnknownProcessError,
 )
+from streams.partitioner import partition_of
 from streams.metrics import CONTENT_TYPE, DecideMetrics, Family, render
 from streams.redzone.model import summarize
 from streams.redzone.service import STATUSES, RedzoneService
 from streams.settings import Settings
+from streams.trust_state import TrustEntry
 
 log = logging.getLogger("forgeone.trust.web")
+
+MAX_BODY = 64 * 1024  # bytes a mutation's body may have
+BODY_FIELDS = ("reason", "actor")
+BODY_HINT = 'send no body or a JSON object like {"reason": "...", "actor": "..."}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,19 +87,92 @@ def error(status: int, message: str, code: str, **extra: Any) -> Reply:
     return Reply(status, {"error": message, "code": code, **extra})
 
 
-def java_partition(key: str, partitions: int) -> int:
-    """Where the shims' partitioner (murmur2, as Java's) puts `key`."""
-    from aiokafka.partitioner import murmur2
+class AuthFailureLimiter:
+    """Failed authentications per client address, in a sliding window.
 
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    After `limit` failures within `window` seconds a client is refused
+    (:meth:`retry_after` says for how long) until the oldest of them leaves
+    the window.  Pure: time comes from the injected monotonic `clock`.  At
+    most `max_clients` addresses are tracked (the oldest dropped first).
+    """
+
+    def __init__(self, limit: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 max_clients: int = 10_000):
+        self.limit, self.window, self.clock, self.max_clients = limit, window, clock, max_clients
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, client: str, now: float) -> deque[float] | None:
+        times = self._failures.get(client)
+        if times is None:
+            return None
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[client]
+            return None
+        return times
+
+    def retry_after(self, client: str) -> float | None:
+        """Seconds until `client` may try again, or None if it may now."""
+        now = self.clock()
+        times = self._recent(client, now)
+        if times is None or len(times) < self.limit:
+            return None
+        return times[0] + self.window - now
+
+    def failed(self, client: str) -> None:
+        now = self.clock()
+        times = self._recent(client, now)
+        if times is None:
+            if len(self._failures) >= self.max_clients:
+                for other in list(self._failures):
+                    self._recent(other, now)
+                while len(self._failures) >= self.max_clients:
+                    del self._failures[next(iter(self._failures))]
+            times = self._failures[client] = deque(maxlen=self.limit)
+        times.append(now)
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)
+
+
+def body_fields(raw: bytes) -> dict[str, str]:
+    """A mutation's optional fields from its body; ValueError (a readable message) if malformed."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("the body is not UTF-8") from None
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ValueError("the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError("the body is not a JSON object")
+    for name, value in data.items():
+        if name not in BODY_FIELDS:
+            raise ValueError(f"unknown field `{name}` (allowed: {', '.join(BODY_FIELDS)})")
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"field `{name}` must be a string")
+    return {k: v for k, v in data.items() if v}
+
+
+def _same_token(given: str, expected: str) -> bool:
+    """Constant time, whatever the lengths: compare digests."""
+    def digest(t: str) -> bytes:
+        return hashlib.sha256(t.encode("utf-8", "surrogatepass")).digest()
+    return hmac.compare_digest(digest(given), digest(expected))
 
 
 class OperatorApi:
     def __init__(self, settings: Settings, service: RedzoneService, *, trust: Mapping[str, Any],
                  owned_partitions: Callable[[], set[int]], policy: Any, metrics: DecideMetrics,
                  ready: Callable[[], bool], isolated: Callable[[], int],
-                 lag: Callable[[], Mapping[tuple[str, int], int]] | None = None):
+                 lag: Callable[[], Mapping[tuple[str, int], int]] | None = None,
+                 limiter: AuthFailureLimiter | None = None):
         self.settings = settings
+        self.limiter = limiter if limiter is not None else AuthFailureLimiter()
         self.service = service
         self.trust_table = trust
         self.owned_partitions = owned_partitions
@@ -99,7 +194,7 @@ class OperatorApi:
             return Reply(401, {"error": "missing `Authorization: Bearer <token>` header", "code": "unauthorized"},
                          headers={"WWW-Authenticate": 'Bearer realm="forgeone-trust"'})
         scheme, _, given = header.strip().partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        if scheme.lower() != "bearer" or not _same_token(given.strip(), token):
             return error(403, "the operator token is wrong", "forbidden")
         return None
 
@@ -115,19 +210,30 @@ class OperatorApi:
     async def analysis(self, process_id: str) -> Reply:
         return Reply(200, await self.service.analysis_report(process_id))
 
-    async def mutate(self, op: str, process_id: str, headers: Mapping[str, str], body: str) -> Reply:
+    async def mutate(self, op: str, process_id: str, headers: Mapping[str, str],
+                     read_body: Callable[[], Awaitable[bytes]], client: str = "unknown") -> Reply:
+        """One transition: rate limit, then the token, and only then the body."""
+        wait = self.limiter.retry_after(client)
+        if wait is not None:
+            seconds = max(1, math.ceil(wait))
+            return Reply(429, {"error": f"too many failed authentications from `{client}`; "
+                                        f"retry in {seconds} s", "code": "too_many_failures"},
+                         headers={"Retry-After": str(seconds)})
         refused = self.authorize(headers)
         if refused is not None:
+            if refused.body["code"] in ("unauthorized", "forbidden"):  # not: no token configured
+                self.limiter.failed(client)
             return refused
+        self.limiter.succeeded(client)
+        raw = await read_body()
+        if len(raw) > MAX_BODY:
+            return error(413, f"the body is larger than {MAX_BODY} bytes; {BODY_HINT}", "body_too_large")
         try:
-            data = json.loads(body) if body.strip() else {}
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            return error(400, 'the body must be empty or a JSON object like {"reason": "...", "actor": "..."}',
-                         "bad_request")
+            data = body_fields(raw)
+        except ValueError as exc:
+            return error(400, f"{exc}; {BODY_HINT}", "bad_request")
         actor = f"operator:{data.get('actor') or 'http'}"
-        reason = str(data.get("reason") or "")
+        reason = data.get("reason", "")
         try:
             if op == "analyze":
                 return Reply(200, await self.service.analyze_process(process_id, actor, reason))
@@ -139,7 +245,7 @@ class OperatorApi:
 
     # -- trust and policy ---------------------------------------------------------
     async def trust(self, identity: str) -> Reply:
-        partition = java_partition(identity, self.settings.partitions)
+        partition = partition_of(identity, self.settings.partitions)
         owned = sorted(self.owned_partitions())
         entry = self.trust_table.get(identity)
         cp = self.policy_watcher.current
@@ -208,9 +314,11 @@ class OperatorApi:
 
     # -- one entry point --------------------------------------------------------
     async def call(self, handler: Callable[..., Awaitable[Reply]], *args: Any) -> Reply:
-        """Run a handler, turning the error tree into HTTP statuses."""
+        """Run a handler, turning the error tree into HTTP statuses; never a traceback."""
         try:
             return await handler(*args)
+        except RedzoneUnavailable as exc:
+            return error(503, f"{exc}; retry later", exc.code, cause="redis")
         except UnknownProcessError as exc:
             return error(404, str(exc), exc.code)
         except (RedzoneError, CodecError) as exc:
@@ -219,8 +327,9 @@ class OperatorApi:
             return error(502, str(exc), exc.code)
         except TrustError as exc:
             return error(500, str(exc), exc.code)
-        except UNREACHABLE as exc:
-            return error(503, f"redis is unreachable: {exc}", "unavailable")
+        except Exception:
+            log.exception("operator API: unexpected error")
+            return error(500, "internal error; the worker's log has the details", "internal")
 
 
 def summary(p) -> dict[str, Any]:
@@ -229,6 +338,18 @@ def summary(p) -> dict[str, Any]:
     d["trace_entries"] = len(d.pop("trace"))
     d.pop("command_ids")
     return d
+
+
+async def read_body(request) -> bytes:
+    """At most MAX_BODY + 1 bytes of an aiohttp request's body: enough to tell one too large."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY:
+            break
+    return b"".join(chunks)
 
 
 def register(app, api: OperatorApi) -> None:
@@ -256,7 +377,8 @@ def register(app, api: OperatorApi) -> None:
 
     def mutation(op: str):
         async def handler(request, process_id):
-            return await api.mutate(op, process_id, request.headers, await request.text())
+            return await api.mutate(op, process_id, request.headers, lambda: read_body(request),
+                                    request.remote or "unknown")
         return handler
 
     page("/health", "health", get=lambda request: api.health())

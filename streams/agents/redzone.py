@@ -1,65 +1,47 @@
 """Redzone agent: quarantine commands applied to Redis; every worker's view follows.
 
-Redis unreachable: the agent retries the same command with back-off and
-says so; it neither crashes nor drops a command (the stream waits).
+Redis unreachable: the store raises RedzoneUnavailable; the agent retries the
+same command with back-off and says so; it neither crashes nor drops a
+command (the stream waits).  A refusal (RedzoneError) is final for its
+command: it goes to the DLQ.  Time comes from the injected `clock`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from streams.agents.decide import Emit, Source, utc_now
+from streams.agents.decide import Emit, Source
+from streams.clock import utc_now
 from streams.codec.avro import codec
-from streams.errors import CodecError, RedzoneError
-from streams.redzone.store import RedisRedzoneStore
+from streams.errors import CodecError, RedzoneError, RedzoneUnavailable
+from streams.redzone.redis_store import Backoff, redis_store, with_retry
+from streams.redzone.store import RedzoneStore
 from streams.redzone.view import LocalRedzoneView
 from streams.settings import Settings
 
 log = logging.getLogger("forgeone.trust.redzone")
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-MAX_BACKOFF = 30.0
 
-
-def redis_client(settings: Settings) -> aioredis.Redis:
-    return aioredis.Redis.from_url(settings.redis_url, password=settings.redis_password,
-                                   protocol=settings.redis_protocol, socket_timeout=10,
-                                   socket_connect_timeout=5, health_check_interval=30)
-
-
-def settings_prefix(settings: Settings) -> str:
-    return settings.redis_prefix + "redzone:"
-
-
-async def with_retry(what: str, fn, *args: Any):
-    """Run `fn` until Redis answers, backing off from 0.2 s to 30 s."""
-    delay = 0.2
-    while True:
-        try:
-            return await fn(*args)
-        except UNREACHABLE as exc:
-            log.warning("redis unreachable while %s (%s); retrying in %.1fs", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF)
+TARGETS = {"analyze": "analyzing", "terminate": "terminated", "recover": "recovered"}
 
 
 class RedzoneApplier:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, store: RedzoneStore | None = None,
+                 clock: Callable[[], str] = utc_now,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
         self.settings = settings
-        self._store: RedisRedzoneStore | None = None
+        self.clock = clock
+        self._sleep = sleep
+        self._store = store
         self._command = codec("QuarantineCommand")
         self._event = codec("RedzoneEvent")
         self._dlq = codec("DeadLetter")
 
     @property
-    def store(self) -> RedisRedzoneStore:
+    def store(self) -> RedzoneStore:
         if self._store is None:
-            self._store = RedisRedzoneStore(redis_client(self.settings), settings_prefix(self.settings))
+            self._store = redis_store(self.settings)
         return self._store
 
     async def handle(self, key: bytes | None, value: bytes, source: Source) -> list[Emit]:
@@ -67,16 +49,15 @@ class RedzoneApplier:
             cmd = self._command.decode(value)
         except CodecError as exc:
             return [self._dead(key, value, source, str(exc), "undecodable")]
-        now = utc_now()
+        now = self.clock()
         try:
             if cmd["op"] == "quarantine":
                 _, event = await with_retry(f"quarantining {cmd['process_id']}",
-                                            self.store.quarantine, cmd, now)
+                                            self.store.quarantine, cmd, now, sleep=self._sleep)
             else:
-                target = {"analyze": "analyzing", "terminate": "terminated", "recover": "recovered"}[cmd["op"]]
                 _, event = await with_retry(f"{cmd['op']} {cmd['process_id']}", self.store.transition,
-                                            cmd["process_id"], target, cmd["source"], now, cmd["reason"],
-                                            cmd["command_id"])
+                                            cmd["process_id"], TARGETS[cmd["op"]], cmd["source"], now,
+                                            cmd["reason"], cmd["command_id"], sleep=self._sleep)
         except RedzoneError as exc:
             log.warning("redzone refused command %s: %s", cmd["command_id"], exc)
             return [self._dead(key, value, source, str(exc), exc.code)]
@@ -88,7 +69,7 @@ class RedzoneApplier:
         return Emit("dlq", key, self._dlq.encode({
             "topic": source.topic, "partition": source.partition, "offset": source.offset,
             "key": key, "value": value, "reason": reason, "error_code": code,
-            "event_index": None, "timestamp": utc_now()}))
+            "event_index": None, "timestamp": self.clock()}))
 
 
 def quarantine_backlog(settings: Settings) -> int:
@@ -110,11 +91,14 @@ class RedzoneFollower:
 
     CATCH_UP_DEADLINE = 30.0
 
-    def __init__(self, settings: Settings, view: LocalRedzoneView):
+    def __init__(self, settings: Settings, view: LocalRedzoneView, store: RedzoneStore | None = None,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
         self.settings = settings
         self.view = view
-        self.store = RedisRedzoneStore(redis_client(settings), settings_prefix(settings))
+        self.store = store if store is not None else redis_store(settings)
         self.ready = asyncio.Event()
+        self._backoff = Backoff()
+        self._sleep = sleep
 
     async def catch_up(self) -> None:
         loop = asyncio.get_running_loop()
@@ -134,16 +118,21 @@ class RedzoneFollower:
             await asyncio.sleep(0.2)  # poll: the redzone agent is applying them
 
     async def _resync(self) -> None:
-        self.view.replace_all(await self.store.all())
+        for process in await self.store.all():
+            self.view.apply(process)
+        self._backoff.reset()
         self.ready.set()
 
     async def run(self) -> None:
         await self.catch_up()
-        delay = 0.2
+        await self.follow()
+
+    async def follow(self) -> None:
+        """Resync and follow until cancelled; an outage is waited out with back-off."""
         while True:
             try:
                 await self.store.follow(self.view.apply, on_subscribed=self._resync)
-            except UNREACHABLE as exc:
-                log.warning("redis unreachable for the redzone view (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
+            except RedzoneUnavailable as exc:
+                delay = self._backoff.next()
+                log.warning("%s for the redzone view; retrying in %.1fs", exc, delay)
+                await self._sleep(delay)

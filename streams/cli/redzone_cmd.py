@@ -16,8 +16,10 @@ from typing import Any
 
 EXIT_REFUSED = 3  # the state machine refused the transition; nothing changed
 EXIT_UNKNOWN = 4  # no such process in the redzone
-EPILOG = (f"exit codes: 0 done; 2 error (bad input, redis or kafka unreachable); "
-          f"{EXIT_REFUSED} transition refused (nothing changed); {EXIT_UNKNOWN} no such process")
+EXIT_UNAVAILABLE = 5  # redis unreachable (or timed out): retry later
+EPILOG = (f"exit codes: 0 done; 2 error (bad input; applied in redis but kafka did not confirm); "
+          f"{EXIT_REFUSED} transition refused (nothing changed); {EXIT_UNKNOWN} no such process; "
+          f"{EXIT_UNAVAILABLE} redis unreachable")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,8 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(func, args: argparse.Namespace) -> int:
-    from streams.agents.redzone import UNREACHABLE
-    from streams.errors import TransitionError, UnknownProcessError
+    from streams.errors import RedzoneUnavailable, TransitionError, UnknownProcessError
     from streams.redzone.service import RedzoneService
     from streams.settings import Settings
 
@@ -70,9 +71,9 @@ def _run(func, args: argparse.Namespace) -> int:
     except UnknownProcessError as exc:
         print(f"trustctl: error: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
-    except UNREACHABLE as exc:
-        print(f"trustctl: error: redis is unreachable: {exc}", file=sys.stderr)
-        return 2
+    except RedzoneUnavailable as exc:
+        print(f"trustctl: error: {exc}; retry later (TRUST_REDIS_URL names the server)", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 def _actor(args: argparse.Namespace) -> str:

@@ -1,8 +1,12 @@
 """The redzone: quarantined processes and their lifecycle (SPEC §3).
 
-:mod:`streams.redzone.model` is the pure state machine; stores (in memory
-for replay, Redis for the stream) persist what it decides and never re-implement it.
-:mod:`streams.redzone.analysis` turns a stored trace into a forensic report
-(pure); :mod:`streams.redzone.service` is the operators' API on the Redis
-store, publishing each transition to Kafka.
+Pure (no Redis, no Kafka): :mod:`~streams.redzone.model` is the state
+machine and the union of isolation levels; :mod:`~streams.redzone.analysis`
+turns a stored trace into a forensic report; :mod:`~streams.redzone.view` is
+a worker's local view; :mod:`~streams.redzone.store` is the `RedzoneStore`
+protocol, and :mod:`~streams.redzone.memory` its in-memory implementation.
+
+Adapters: :mod:`~streams.redzone.redis_store` is the store on Redis (and the
+client, retry and back-off helpers); :mod:`~streams.redzone.service` is the
+operators' API on a store, publishing each transition to Kafka.
 """

@@ -12,9 +12,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-from streams.errors import TransitionError
+from streams.errors import TransitionError, UnknownProcessError
 from streams.policy.glob import compile_glob
 from streams.policy.model import ForensicMode, IsolationLevel
 
@@ -52,6 +52,11 @@ def check_transition(process_id: str, current: QuarantineStatus, target: Quarant
         raise TransitionError(
             f"process `{process_id}` cannot go from `{current.value}` to `{target.value}`{final}"
         )
+
+
+def unknown_process(process_id: str) -> UnknownProcessError:
+    """The one refusal for a process id no store holds."""
+    return UnknownProcessError(f"process `{process_id}` is not in the redzone")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +225,28 @@ def apply_transition(existing: QuarantinedProcess, target: QuarantineStatus | st
     updated = replace(existing, status=target, updated_at=now, history=existing.history + (step,))
     return updated, _event(updated, existing.status, reason or f"{target.value} by {actor}",
                            actor, command_id, now)
+
+
+Change = Callable[[QuarantinedProcess | None], tuple[QuarantinedProcess, dict | None]]
+"""A store's unit of work: the state it read (None if absent) -> the new state and its event.
+
+Stores run a Change inside their atomic read-write (an event of None means
+nothing to write)."""
+
+
+def quarantining(cmd: Mapping[str, Any], now: str) -> Change:
+    """The change `apply_quarantine` makes for this command."""
+    return lambda existing: apply_quarantine(existing, cmd, now)
+
+
+def moving(process_id: str, target: QuarantineStatus | str, actor: str, now: str,
+           reason: str = "", command_id: str | None = None) -> Change:
+    """The change `apply_transition` makes; UnknownProcessError if the process is absent."""
+    def change(existing: QuarantinedProcess | None) -> tuple[QuarantinedProcess, dict | None]:
+        if existing is None:
+            raise unknown_process(process_id)
+        return apply_transition(existing, target, actor, now, reason, command_id)
+    return change
 
 
 def _add(versions: tuple[str, ...], version: str | None) -> tuple[str, ...]:

@@ -16,6 +16,9 @@ its trust table (the one owner of adaptive trust), so recovery never writes
 trust from here.  If Kafka does not confirm, DeliveryError says the change
 is applied but its record was not delivered.
 
+Redis unreachable is RedzoneUnavailable (from the store), raised to the
+caller: an operator is answered at once, never kept waiting on retries.
+
 No network in `__init__`: the Redis client connects on first use and the
 Kafka producer is created on the first record.
 """
@@ -28,10 +31,10 @@ from typing import Any, Callable, Mapping
 
 from streams.clock import utc_now
 from streams.codec.avro import codec
-from streams.errors import DeliveryError, RedzoneError, UnknownProcessError
+from streams.errors import DeliveryError, RedzoneError
 from streams.redzone.analysis import forensic_report
-from streams.redzone.model import QuarantinedProcess, QuarantineStatus
-from streams.redzone.store import RedisRedzoneStore
+from streams.redzone.model import QuarantinedProcess, QuarantineStatus, unknown_process
+from streams.redzone.store import RedzoneStore
 from streams.settings import Settings
 
 FLUSH_TIMEOUT = 15.0  # seconds Kafka may take to confirm a record
@@ -48,7 +51,7 @@ def parse_status(status: str | QuarantineStatus | None) -> QuarantineStatus | No
 
 
 class RedzoneService:
-    def __init__(self, settings: Settings, store: RedisRedzoneStore | None = None,
+    def __init__(self, settings: Settings, store: RedzoneStore | None = None,
                  clock: Callable[[], str] = utc_now):
         self.settings = settings
         self.clock = clock
@@ -59,18 +62,19 @@ class RedzoneService:
         self._command = codec("QuarantineCommand")
 
     @property
-    def store(self) -> RedisRedzoneStore:
+    def store(self) -> RedzoneStore:
+        """The store given, else the settings' Redis (connected on first use)."""
         if self._store is None:
-            from streams.agents.redzone import redis_client, settings_prefix
+            from streams.redzone.redis_store import redis_store
 
-            self._store = RedisRedzoneStore(redis_client(self.settings), settings_prefix(self.settings))
+            self._store = redis_store(self.settings)
         return self._store
 
     # -- reading ---------------------------------------------------------------
     async def get_quarantined_process(self, process_id: str) -> QuarantinedProcess:
         p = await self.store.get(process_id)
         if p is None:
-            raise UnknownProcessError(f"process `{process_id}` is not in the redzone")
+            raise unknown_process(process_id)
         return p
 
     async def list_quarantined_processes(self, status: str | QuarantineStatus | None = None,
@@ -168,4 +172,4 @@ class RedzoneService:
         if self._producer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._producer.flush, FLUSH_TIMEOUT)
         if self._store is not None:
-            await self._store.r.aclose()
+            await self._store.close()

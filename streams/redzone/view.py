@@ -32,7 +32,10 @@ class LocalRedzoneView:
         self._recompute(pid)
 
     def apply(self, process: QuarantinedProcess) -> None:
-        """Follow Redis: confirmed while Active/Analyzing, released when final."""
+        """Follow Redis: confirmed while Active/Analyzing, released when final.
+
+        The one way to load the view: a change notification and each process
+        of a full resync are applied alike."""
         pid = process.process_id
         if process.in_redzone:
             self._confirmed[pid] = process.isolation
@@ -45,11 +48,6 @@ class LocalRedzoneView:
             if not pending:
                 del self._pending[pid]
         self._recompute(pid)
-
-    def replace_all(self, processes: list[QuarantinedProcess]) -> None:
-        """A full resync from Redis."""
-        for p in processes:
-            self.apply(p)
 
     def _recompute(self, pid: str) -> None:
         parts = list(self._pending.get(pid, {}).values())

@@ -1,6 +1,6 @@
 """The operator HTTP API's logic and the redzone service, without a worker.
 
-The service runs on an in-memory async store (the same pure state machine as
+The service runs on the in-memory RedzoneStore (the same pure state machine as
 Redis) and records what it would produce instead of talking to Kafka; the
 Redis and HTTP paths are tested for real in tests/integration/test_redzone_ops.py.
 """
@@ -8,52 +8,29 @@ Redis and HTTP paths are tested for real in tests/integration/test_redzone_ops.p
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import pytest
 
 from streams.trust_state import TrustEntry
 from streams.codec.avro import codec
-from streams.errors import UnknownProcessError
+from streams.errors import RedzoneUnavailable
 from streams.metrics import DecideMetrics, render
-from streams.redzone.model import apply_quarantine, apply_transition
+from streams.redzone.memory import InMemoryRedzoneStore
 from streams.redzone.service import RedzoneService
 from streams.settings import Settings
-from streams.web import OperatorApi, java_partition
+from streams.partitioner import partition_of as java_partition
+from streams.web import OperatorApi
 from tests.conftest import make_policy
 
 NOW = "2026-11-28T12:00:00.000000Z"
 TOKEN = "s3cret-token"
 
 
-class MemoryStore:
-    """RedisRedzoneStore's interface on a dict (async, like the real one)."""
-
-    def __init__(self):
-        self.processes = {}
-
-    async def quarantine(self, cmd, now):
-        p, event = apply_quarantine(self.processes.get(cmd["process_id"]), cmd, now)
-        self.processes[p.process_id] = p
-        return p, event
-
-    async def transition(self, pid, target, actor, now, reason="", command_id=None):
-        if pid not in self.processes:
-            raise UnknownProcessError(f"process `{pid}` is not in the redzone")
-        p, event = apply_transition(self.processes[pid], target, actor, now, reason, command_id)
-        self.processes[pid] = p
-        return p, event
-
-    async def get(self, pid):
-        return self.processes.get(pid)
-
-    async def all(self):
-        return list(self.processes.values())
-
-
 class RecordingService(RedzoneService):
     def __init__(self, settings):
-        super().__init__(settings, store=MemoryStore(), clock=lambda: NOW)
+        super().__init__(settings, store=InMemoryRedzoneStore(), clock=lambda: NOW)
         self.sent: list[tuple[str, str, dict]] = []
 
     async def _emit(self, records, applied):
@@ -92,12 +69,21 @@ def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
+def body(raw: bytes | str = b""):
+    """A request body reader (what `register` passes: read only when called)."""
+    data = raw.encode() if isinstance(raw, str) else raw
+
+    async def read() -> bytes:
+        return data
+    return read
+
+
 # -- authorization -----------------------------------------------------------------
 
 @pytest.mark.parametrize("op", ["analyze", "terminate", "recover"])
 def test_mutation_without_header_is_401_and_changes_nothing(make_api, op):
     api = make_api()
-    reply = run(api.mutate(op, "p-1", {}, ""))
+    reply = run(api.mutate(op, "p-1", {}, body("")))
     assert reply.status == 401 and reply.headers["WWW-Authenticate"].startswith("Bearer")
     assert api.service.store.processes["p-1"].status.value == "active" and api.service.sent == []
 
@@ -105,7 +91,7 @@ def test_mutation_without_header_is_401_and_changes_nothing(make_api, op):
 @pytest.mark.parametrize("header", ["Bearer wrong", "Basic czNjcmV0LXRva2Vu", f"Bearer {TOKEN}x", "Bearer"])
 def test_mutation_with_a_wrong_token_is_403_and_changes_nothing(make_api, header):
     api = make_api()
-    reply = run(api.mutate("terminate", "p-1", {"Authorization": header}, ""))
+    reply = run(api.mutate("terminate", "p-1", {"Authorization": header}, body("")))
     assert reply.status == 403 and reply.body["code"] == "forbidden"
     assert api.service.store.processes["p-1"].status.value == "active" and api.service.sent == []
 
@@ -113,21 +99,21 @@ def test_mutation_with_a_wrong_token_is_403_and_changes_nothing(make_api, header
 def test_without_a_token_on_the_server_every_mutation_is_403(make_api):
     api = make_api(token=None)
     for headers in ({}, bearer("anything"), bearer("")):
-        reply = run(api.mutate("recover", "p-1", headers, ""))
+        reply = run(api.mutate("recover", "p-1", headers, body("")))
         assert reply.status == 403 and "TRUST_OPERATOR_TOKEN" in reply.body["error"]
     assert api.service.store.processes["p-1"].status.value == "active" and api.service.sent == []
 
 
 def test_unknown_process_needs_the_token_before_it_is_a_404(make_api):
     api = make_api()
-    assert run(api.mutate("terminate", "nope", {}, "")).status == 401
-    reply = run(api.call(api.mutate, "terminate", "nope", bearer(TOKEN), ""))
+    assert run(api.mutate("terminate", "nope", {}, body(""))).status == 401
+    reply = run(api.call(api.mutate, "terminate", "nope", bearer(TOKEN), body("")))
     assert reply.status == 404 and "`nope`" in reply.body["error"]
 
 
 def test_right_token_analyzes_with_a_report_and_an_event(make_api):
     api = make_api()
-    reply = run(api.mutate("analyze", "p-1", bearer(TOKEN), '{"actor": "alice", "reason": "look"}'))
+    reply = run(api.mutate("analyze", "p-1", bearer(TOKEN), body('{"actor": "alice", "reason": "look"}')))
     assert reply.status == 200 and reply.body["status"] == "analyzing" and reply.body["forensic_mode"] == "full"
     [(kind, key, event)] = api.service.sent
     assert (kind, key, event["from_status"], event["to_status"]) == ("redzone", "p-1", "active", "analyzing")
@@ -136,7 +122,7 @@ def test_right_token_analyzes_with_a_report_and_an_event(make_api):
 
 def test_recover_emits_the_redzone_event_and_a_trust_reset_for_the_identity(make_api):
     api = make_api()
-    reply = run(api.mutate("recover", "p-1", bearer(TOKEN), ""))
+    reply = run(api.mutate("recover", "p-1", bearer(TOKEN), body("")))
     assert reply.status == 200 and reply.body["status"] == "recovered"
     (k1, key1, event), (k2, key2, control) = api.service.sent
     assert (k1, key1, event["to_status"], event["actor"]) == ("redzone", "p-1", "recovered", "operator:http")
@@ -146,9 +132,9 @@ def test_recover_emits_the_redzone_event_and_a_trust_reset_for_the_identity(make
 
 def test_refused_transition_is_409_naming_the_state_and_emits_nothing(make_api):
     api = make_api()
-    run(api.mutate("terminate", "p-1", bearer(TOKEN), ""))
+    run(api.mutate("terminate", "p-1", bearer(TOKEN), body("")))
     api.service.sent.clear()
-    reply = run(api.mutate("recover", "p-1", bearer(TOKEN), ""))
+    reply = run(api.mutate("recover", "p-1", bearer(TOKEN), body("")))
     assert reply.status == 409 and reply.body["current_status"] == "terminated"
     assert reply.body["error"] == "process `p-1` cannot go from `terminated` to `recovered` (it is final)"
     assert api.service.sent == []
@@ -156,7 +142,7 @@ def test_refused_transition_is_409_naming_the_state_and_emits_nothing(make_api):
 
 def test_bad_body_is_400(make_api):
     api = make_api()
-    assert run(api.mutate("terminate", "p-1", bearer(TOKEN), "[1]")).status == 400
+    assert run(api.mutate("terminate", "p-1", bearer(TOKEN), body("[1]"))).status == 400
     assert api.service.store.processes["p-1"].status.value == "active"
 
 
@@ -228,3 +214,168 @@ def test_render_escapes_label_values():
 
     text = render([Family("x", "gauge", "h", [({"a": 'q"\\\n'}, 1)])])
     assert text.endswith('x{a="q\\"\\\\\\n"} 1\n')
+
+
+# -- hardening: token, body, rate limit, outages, no tracebacks ----------------------
+
+class Reader:
+    """A body reader that records whether the API read the body."""
+
+    def __init__(self, raw: bytes = b""):
+        self.raw, self.read = raw, False
+
+    async def __call__(self) -> bytes:
+        self.read = True
+        return self.raw
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_the_token_is_compared_in_constant_time(make_api, monkeypatch):
+    import hmac
+
+    import streams.web
+
+    calls = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(streams.web.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
+    api = make_api()
+    assert api.authorize(bearer("short")).status == 403
+    assert api.authorize(bearer(TOKEN)) is None
+    assert len(calls) == 2 and all(len(a) == len(b) == 32 for a, b in calls)  # digests: lengths never differ
+
+
+@pytest.mark.parametrize("headers", [{}, bearer("wrong")])
+def test_authorization_is_checked_before_the_body_is_read(make_api, headers):
+    api = make_api()
+    reader = Reader(b"\xff\xfe not even utf-8")
+    assert run(api.mutate("terminate", "p-1", headers, reader)).status in (401, 403)
+    assert reader.read is False
+
+
+@pytest.mark.parametrize("raw, says", [
+    (b"\xff\xfe{}", "not UTF-8"),
+    (b"{not json", "not JSON"),
+    (b"[1, 2]", "not a JSON object"),
+    (b"[" * 20_000 + b"]" * 20_000, "not JSON"),  # nested past the parser's recursion limit
+    (b'{"reason": "x", "actr": "alice"}', "unknown field `actr`"),
+    (b'{"actor": {"name": "alice"}}', "field `actor` must be a string"),
+], ids=["not-utf8", "not-json", "not-object", "too-deep", "unknown-field", "not-a-string"])
+def test_a_malformed_body_is_400_json_and_changes_nothing(make_api, raw, says):
+    api = make_api()
+    reply = run(api.call(api.mutate, "terminate", "p-1", bearer(TOKEN), body(raw)))
+    assert reply.status == 400 and reply.body["code"] == "bad_request" and says in reply.body["error"]
+    assert reply.content_type == "application/json"
+    assert api.service.store.processes["p-1"].status.value == "active" and api.service.sent == []
+
+
+def test_a_body_too_large_is_413(make_api):
+    from streams.web import MAX_BODY
+
+    api = make_api()
+    reply = run(api.mutate("terminate", "p-1", bearer(TOKEN), body(b" " * (MAX_BODY + 1))))
+    assert reply.status == 413 and reply.body["code"] == "body_too_large"
+    assert api.service.store.processes["p-1"].status.value == "active"
+
+
+def test_empty_or_null_fields_take_the_defaults(make_api):
+    api = make_api()
+    reply = run(api.mutate("terminate", "p-1", bearer(TOKEN), body(b'{"actor": null, "reason": ""}')))
+    assert reply.status == 200
+    [(_, _, event)] = api.service.sent
+    assert event["actor"] == "operator:http" and event["reason"] == "terminated by operator:http"
+
+
+def test_failed_authentications_are_rate_limited_per_client(make_api):
+    from streams.web import AuthFailureLimiter
+
+    clock = Clock()
+    api = make_api()
+    api.limiter = AuthFailureLimiter(limit=5, window=60.0, clock=clock)
+    for i in range(5):
+        clock.t += 1
+        assert run(api.mutate("terminate", "p-1", bearer(f"guess-{i}"), body(), "10.0.0.9")).status == 403
+    reader = Reader()
+    blocked = run(api.mutate("terminate", "p-1", bearer(TOKEN), reader, "10.0.0.9"))  # even the right token
+    assert blocked.status == 429 and blocked.body["code"] == "too_many_failures" and reader.read is False
+    assert blocked.headers["Retry-After"] == "56"  # the first failure (t=1001) leaves the window at t=1061
+    assert run(api.mutate("analyze", "p-1", bearer(TOKEN), body(), "10.0.0.7")).status == 200  # another client
+    clock.t = 1061.0
+    assert run(api.mutate("terminate", "p-1", bearer(TOKEN), body(), "10.0.0.9")).status == 200
+    assert api.service.store.processes["p-1"].status.value == "terminated"
+
+
+def test_the_limiter_counts_a_sliding_window_and_forgets_on_success():
+    from streams.web import AuthFailureLimiter
+
+    clock = Clock(0.0)
+    lim = AuthFailureLimiter(limit=3, window=10.0, clock=clock)
+    for t in (0.0, 4.0, 8.0):
+        clock.t = t
+        assert lim.retry_after("a") is None
+        lim.failed("a")
+    assert lim.retry_after("a") == pytest.approx(2.0) and lim.retry_after("b") is None
+    clock.t = 10.0  # the failure at 0 left the window
+    assert lim.retry_after("a") is None
+    lim.failed("a")
+    assert lim.retry_after("a") == pytest.approx(4.0)
+    lim.succeeded("a")
+    assert lim.retry_after("a") is None
+
+
+def test_the_limiter_tracks_a_bounded_number_of_clients():
+    from streams.web import AuthFailureLimiter
+
+    clock = Clock(0.0)
+    lim = AuthFailureLimiter(limit=1, window=60.0, clock=clock, max_clients=3)
+    for client in ("a", "b", "c", "d"):
+        lim.failed(client)
+    assert len(lim._failures) == 3 and lim.retry_after("a") is None and lim.retry_after("d") is not None
+
+
+def test_no_token_configured_is_not_counted_as_a_guess(make_api):
+    api = make_api(token=None)
+    for _ in range(10):
+        assert run(api.mutate("terminate", "p-1", bearer("x"), body(), "10.0.0.9")).status == 403
+
+
+class DownStore:
+    """A RedzoneStore whose Redis is down (what the Redis adapter raises)."""
+
+    def __getattr__(self, name):
+        async def down(*args, **kwargs):
+            raise RedzoneUnavailable("redis at `redis://127.0.0.1:1/0` is unreachable", "redis://127.0.0.1:1/0")
+        return down
+
+
+def test_redis_unreachable_is_503_naming_the_cause(make_api):
+    api = make_api()
+    api.service._store = DownStore()
+    for reply in (run(api.call(api.list_processes, {})), run(api.call(api.show, "p-1")),
+                  run(api.call(api.analysis, "p-1")),
+                  run(api.call(api.mutate, "recover", "p-1", bearer(TOKEN), body()))):
+        assert reply.status == 503 and reply.body["code"] == "redzone_unavailable"
+        assert reply.body["cause"] == "redis" and "`redis://127.0.0.1:1/0` is unreachable" in reply.body["error"]
+    assert api.service.sent == []
+    metrics = run(api.call(api.metrics))
+    assert metrics.status == 200 and 'trust_metrics_scrape_errors{source="redis"} 1' in metrics.body
+
+
+def test_an_unexpected_error_is_a_generic_500_and_logged(make_api, caplog):
+    api = make_api()
+
+    async def broken():
+        raise RuntimeError("secret internals at 0xdeadbeef")
+
+    with caplog.at_level("ERROR", logger="forgeone.trust.web"):
+        reply = run(api.call(broken))
+    assert reply.status == 500 and reply.body == {
+        "error": "internal error; the worker's log has the details", "code": "internal"}
+    assert "secret" not in json.dumps(reply.body) and "Traceback" not in json.dumps(reply.body)
+    assert "secret internals" in caplog.text and "Traceback" in caplog.text

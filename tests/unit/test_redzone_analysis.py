@@ -89,7 +89,7 @@ def test_overlapping_traces_count_each_event_once():
 def test_report_follows_the_lifecycle():
     rz = InMemoryRedzone()
     p = quarantined("metadata")
-    rz._processes[p.process_id] = p
+    rz.store.processes[p.process_id] = p
     rz.transition("p-1", QuarantineStatus.ANALYZING, "operator:alice", NOW.format(20))
     r = forensic_report(rz.get_quarantined_process("p-1"))
     assert r["status"] == "analyzing"
