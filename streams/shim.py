@@ -62,7 +62,13 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LINGER_MS = 5.0
+# Measured with benchmarks/shim_bench.py (40 identities, 6 partitions): messages per
+# event 0.24 at 2,000 events/s and 0.07 at 8,000 (0.38 / 0.13 with 5 ms), so at most
+# partitions / linger = 600 messages/s per shim, which a worker paying ~1 ms per
+# message keeps up with; the price is a wait in the buffer of 6 ms mean, 10 ms at most.
+# The cap is not reached at those rates (≤ 30 events per batch); it bounds bursts
+# at the largest batch the worker was measured with (BENCHMARKS.md).
+DEFAULT_LINGER_MS = 10.0
 DEFAULT_MAX_BATCH = 100
 QUEUE_FULL_TIMEOUT = 5.0  # seconds send() waits for room in a full local queue
 METADATA_TIMEOUT = 10.0  # seconds the first send() waits for the topic's partition count

@@ -130,6 +130,7 @@ def make_shim(topic_partitions: int = 6, **kwargs):
         return made[-1]
 
     clock = Clock()
+    kwargs.setdefault("linger_ms", 5.0)  # these tests count in 5 ms lingers, whatever the default
     shim = ShimProducer(SETTINGS, shim_id="shim-1", producer_factory=factory, clock=clock, **kwargs)
     return shim, clock, made
 
