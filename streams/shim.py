@@ -365,13 +365,15 @@ class ShimProducer:
         if old is not None:
             log.warning("shim %s: topic `%s` now has %d partitions (was %d); regrouping %d buffered event(s)",
                         self.shim_id, self.topic, count, old.partitions, len(self._batcher))
-            pmap = self._pmap
+            pmap, filled = self._pmap, []
             for _, events in self._batcher.drain():  # oldest first: each identity's order is kept
                 for event in events:
                     partition = pmap(event["identity"]["id"])
                     full = self._batcher.add(partition, event, now)
                     if full is not None:
-                        self._produce(partition, full)
+                        filled.append((partition, full))
+            for partition, full in filled:  # every event is back in a buffer or in these
+                self._produce(partition, full)
 
     def _read_partition_count(self) -> int:
         """The events topic's partition count, from the broker's metadata."""
