@@ -275,6 +275,10 @@ class GatedProducer:
     def __len__(self) -> int:
         return len(self.real) if self.real is not None else len(self.held)
 
+    def list_topics(self, topic: str | None = None, timeout: float = -1):
+        """Metadata from the broker (the shim reads the partition count at its first send)."""
+        return Producer(self.config).list_topics(topic, timeout=timeout)
+
     def release(self, copies: int = 1) -> float:
         """Produce everything held (`copies` times over); return when the broker
         has it all (seconds taken).  Copies are for the forwarding baselines,
