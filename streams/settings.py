@@ -55,6 +55,9 @@ class Settings:
     web_port: int = 6066
     operator_token: str | None = field(default=None, repr=False)
     trace_depth: int = 64
+    # Signing (docs/security.md): paths only, the keys stay in their files.
+    policy_verify_keys: tuple[Path, ...] = ()
+    audit_signing_key: Path | None = None
 
     def topic(self, kind: str) -> str:
         """Full topic name for a kind of SPEC §4 (`events`, `decisions`, ...)."""
@@ -95,4 +98,7 @@ class Settings:
             web_port=_int(env, "TRUST_WEB_PORT", d.web_port),
             operator_token=env.get("TRUST_OPERATOR_TOKEN") or None,
             trace_depth=_int(env, "TRUST_TRACE_DEPTH", d.trace_depth),
+            policy_verify_keys=tuple(Path(p.strip()) for p in env.get("TRUST_POLICY_VERIFY_KEYS", "").split(",")
+                                     if p.strip()),
+            audit_signing_key=Path(env["TRUST_AUDIT_SIGNING_KEY"]) if env.get("TRUST_AUDIT_SIGNING_KEY") else None,
         )

@@ -116,20 +116,21 @@ class StepClock:
         return self.moment
 
 
-def archiver(directory, topics: dict[str, str] = TOPICS, now=None):
-    """An Archiver over `topics` (kind -> name) with the real codecs, no Kafka."""
+def archiver(directory, topics: dict[str, str] = TOPICS, now=None, signer=None):
+    """An Archiver over `topics` (kind -> name) with the real codecs, no Kafka;
+    manifests signed with `signer` (a SigningKey) if given."""
     from streams.audit.chain import SOURCES
     from streams.audit.sink import Archiver
     from streams.codec.avro import codec
 
     sources = {topics[s.kind]: s for s in SOURCES}
     decoders = {topics[s.kind]: codec(s.schema).decode for s in SOURCES}
-    return Archiver(directory, sources, decoders, now=now or StepClock())
+    return Archiver(directory, sources, decoders, now=now or StepClock(), signer=signer)
 
 
-def build_archive(directory, msgs: list[SourceMessage], files: int = 3) -> list[dict]:
+def build_archive(directory, msgs: list[SourceMessage], files: int = 3, signer=None) -> list[dict]:
     """Archive `msgs` into `files` files (about equal); the manifests written."""
-    arch = archiver(directory)
+    arch = archiver(directory, signer=signer)
     per_file = -(-len(msgs) // files)
     manifests = []
     for i, msg in enumerate(msgs, 1):
