@@ -63,7 +63,8 @@ def redzone_event(event_id: str, ident: str, process: str, when: str) -> dict:
 def policy_document(version: str, when: str) -> dict:
     body = '{"default_action":"deny","version":"%s"}' % version
     return {"version": version, "digest": hashlib.sha256(body.encode()).hexdigest(),
-            "canonical_json": body, "published_at": when, "published_by": "pytest"}
+            "canonical_json": body, "published_at": when, "published_by": "pytest",
+            "signature_key_id": None, "signed_at": None, "signature": None}
 
 
 def traffic(batches: int, *, identities: int = 5, per_batch: int = 3, start: float = 0.0,
