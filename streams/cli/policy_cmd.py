@@ -108,8 +108,8 @@ def history(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     published = read_published(settings)
     gate = PolicyGate(load_keyring(settings.policy_verify_keys) if settings.policy_verify_keys else None)
-    print("signatures checked with " + (", ".join(gate.keyring.ids()) if gate.keyring else
-                                        "no key (TRUST_POLICY_VERIFY_KEYS unset): not checked"))
+    print(f"signatures checked with key(s) {', '.join(gate.keyring.ids())}" if gate.keyring else
+          "signatures not checked (TRUST_POLICY_VERIFY_KEYS unset)")
     if not published:
         print("no policy published yet")
         return 0
