@@ -12,7 +12,9 @@
     ├── RedzoneUnavailable          the redzone's store (Redis) cannot be reached: retry later
     ├── DeliveryError               a record could not be delivered to Kafka
     ├── StackError                  the local Kafka/Redis stack could not be run
-    └── AuditError                  the audit archive cannot be written, read or trusted
+    ├── AuditError                  the audit archive cannot be written, read or trusted
+    └── SignatureError              a signature is missing, malformed, from an unknown key,
+                                    stale, or does not verify (``reason`` says which)
 
 Messages are lowercase, name the offending value in backticks and never name
 internal types.  Library errors are translated at the edge with
@@ -98,3 +100,13 @@ class AuditError(TrustError):
     """The audit archive cannot be written or read, or disagrees with Kafka."""
 
     code = "audit"
+
+
+class SignatureError(TrustError):
+    """A signature or key refused; ``reason`` is a stable code (``unsigned``, ``bad_signature``...)."""
+
+    code = "signature"
+
+    def __init__(self, message: str, reason: str = "bad_signature"):
+        super().__init__(message)
+        self.reason = reason

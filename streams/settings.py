@@ -47,6 +47,9 @@ class Settings:
     operator_token: str | None = field(default=None, repr=False)
     trace_depth: int = 64
     fetch_wait_ms: int | None = None
+    # Signing (docs/security.md): paths only, the keys stay in their files.
+    policy_verify_keys: tuple[Path, ...] = ()
+    audit_signing_key: Path | None = None
 
     def topic(self, kind: str) -> str:
         """Full topic name for a kind of SPEC §4 (`events`, `decisions`, ...)."""
@@ -88,4 +91,7 @@ class Settings:
             operator_token=env.get("TRUST_OPERATOR_TOKEN") or None,
             trace_depth=_int(env, "TRUST_TRACE_DEPTH", d.trace_depth),
             fetch_wait_ms=_int(env, "TRUST_FETCH_WAIT_MS", 0) or None,
+            policy_verify_keys=tuple(Path(p.strip()) for p in env.get("TRUST_POLICY_VERIFY_KEYS", "").split(",")
+                                     if p.strip()),
+            audit_signing_key=Path(env["TRUST_AUDIT_SIGNING_KEY"]) if env.get("TRUST_AUDIT_SIGNING_KEY") else None,
         )

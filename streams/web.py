@@ -286,7 +286,9 @@ class OperatorApi:
         p = self.policy_watcher.current
         return Reply(200, {"status": "ok" if p is not None and self.ready() else "starting",
                            "policy_version": None if p is None else p.version,
-                           "isolated_processes": self.isolated(), "time": utc_now()})
+                           "isolated_processes": self.isolated(),
+                           "policy_signing": bool(getattr(self.policy_watcher, "signing_enabled", False)),
+                           "time": utc_now()})
 
     async def metrics(self) -> Reply:
         families = self.decide_metrics.families()

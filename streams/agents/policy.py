@@ -3,8 +3,14 @@
 Not a Faust agent: agents share partitions across workers, but every worker
 needs every policy.  A plain aiokafka consumer without a group reads the
 topic from the beginning, accepts each valid document in order (a refused
-one is logged with its errors and the running version stays), marks the
-worker ready once the newest is loaded, then follows new ones.
+one is logged with its errors, recorded in the history with its reason, and
+the running version stays), marks the worker ready once the newest is
+loaded, then follows new ones.
+
+With TRUST_POLICY_VERIFY_KEYS set, a document must also be signed by one of
+those keys, after the document in force (:class:`streams.policy_topic.PolicyGate`,
+docs/security.md).  The keys are loaded when the watcher is built: a key that
+does not load stops the worker rather than leaving it unprotected.
 """
 
 from __future__ import annotations
@@ -15,13 +21,13 @@ from typing import Callable
 
 from aiokafka import AIOKafkaConsumer
 
-from streams.codec.avro import codec
 from streams.errors import TrustError
 from streams.kafka import clients
 from streams.policy.compiled import CompiledPolicy
-from streams.policy.history import PolicyHistory
-from streams.policy_topic import compile_envelope
+from streams.policy.history import PolicyHistory, PolicyRefusal
+from streams.policy_topic import PolicyGate, decode_policy
 from streams.settings import Settings
+from streams.signing import load_keyring
 
 log = logging.getLogger("forgeone.trust.policy")
 
@@ -29,25 +35,39 @@ log = logging.getLogger("forgeone.trust.policy")
 class PolicyWatcher:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.history = PolicyHistory()
+        keys = settings.policy_verify_keys
+        self.gate = PolicyGate(load_keyring(keys) if keys else None)
+        self.history: PolicyHistory = self.gate.history
         self.ready = asyncio.Event()
         self.on_switch: Callable[[CompiledPolicy], None] | None = None
-        self.refused: list[tuple[str, str]] = []
 
     @property
     def current(self) -> CompiledPolicy | None:
         return self.history.current
+
+    @property
+    def signing_enabled(self) -> bool:
+        """True when only documents signed by a trusted key are accepted."""
+        return self.gate.signing_enabled
+
+    @property
+    def refused(self) -> list[tuple[str, str]]:
+        """(version, "reason: message") of every refused document, oldest first."""
+        return [(r.version, f"{r.reason.value}: {r.message}") for r in self.history.refusals()]
+
+    def refusals(self) -> list[PolicyRefusal]:
+        return self.history.refusals()
 
     def offer(self, envelope: dict) -> bool:
         """Accept one published envelope, or log why not; True if it became current."""
         version = envelope.get("version", "?")
         try:
             before = self.history.current
-            cp = self.history.accept(compile_envelope(envelope), envelope["published_at"])
+            cp = self.gate.offer(envelope)
         except TrustError as exc:
-            self.refused.append((version, str(exc)))
+            reason = self.history.refusals()[-1].reason.value
             running = self.current.version if self.current else "none"
-            log.error("policy %s refused, running version stays %s: %s", version, running, exc)
+            log.error("policy %s refused (%s), running version stays %s: %s", version, reason, running, exc)
             return False
         if cp is not before:
             log.info("policy %s in force (sha256 %s)", cp.version, cp.digest[:16])
@@ -61,8 +81,13 @@ class PolicyWatcher:
         consumer = AIOKafkaConsumer(topic, **clients.aiokafka_options(self.settings),
                                     group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="earliest")
+        if self.signing_enabled:
+            log.info("policy signing on: only documents signed by key(s) %s are accepted",
+                     ", ".join(self.gate.keyring.ids()))
+        else:
+            log.info("policy signing off (TRUST_POLICY_VERIFY_KEYS unset): signatures are not checked")
         await consumer.start()
-        decode = codec("PolicyDocument").decode
+        decode = decode_policy
         pending: set | None = None  # partitions not yet read up to their end at start
         waited = 0
         try:
@@ -90,6 +115,8 @@ class PolicyWatcher:
         try:
             envelope = decode(value)
         except TrustError as exc:
-            log.error("undecodable policy message ignored: %s", exc)
+            self.gate.refuse_undecodable(exc)
+            log.error("undecodable policy message ignored (undecodable), running version stays %s: %s",
+                      self.current.version if self.current else "none", exc)
             return
         self.offer(envelope)

@@ -2,6 +2,7 @@
 
     chain     pure: canonical JSON, record hashes, one chain per topic-partition
     archive   rotated Avro files with manifests; durable close; crash recovery
+    signature Ed25519 signatures of manifests (TRUST_AUDIT_SIGNING_KEY; verify --key)
     verify    finds edited, deleted, inserted, reordered records and files
     export    a period's records for an auditor (jsonl, csv, avro)
     sink      confluent-kafka consumer: commit only what is archived

@@ -35,8 +35,10 @@ import fastavro
 from fastavro.write import Writer
 
 from streams.audit.chain import GENESIS, KINDS, ChainHead, chain_id
+from streams.audit.signature import sign_manifest
 from streams.codec.avro import SchemaSet
 from streams.errors import AuditError
+from streams.signing import SigningKey
 
 FORMAT = "forgeone.trust.audit/1"
 SCHEMA_NAME = "AuditRecord"
@@ -268,11 +270,14 @@ class ArchiveWriter:
     """Writes sealed records into rotated files; `close_file` makes them durable.
 
     Owns no clock: callers pass `created_at` (STYLE: time is injected).
+    With a `signer`, every manifest is signed (:mod:`streams.audit.signature`).
     """
 
-    def __init__(self, directory: Path, recovered: Recovered, *, compression: str = "deflate"):
+    def __init__(self, directory: Path, recovered: Recovered, *, compression: str = "deflate",
+                 signer: SigningKey | None = None):
         self.directory = directory
         self.compression = compression
+        self.signer = signer
         self.seq = recovered.next_seq
         self.prev_file_hash = recovered.prev_file_hash
         self.heads = dict(recovered.heads)
@@ -339,6 +344,8 @@ class ArchiveWriter:
             "created_at": created_at,
             **self._summary.as_dict(),
         }
+        if self.signer is not None:
+            manifest = sign_manifest(manifest, self.signer)
         write_manifest(self.directory / manifest_name(self.seq), manifest)
         self.heads = dict(self._summary.heads)
         self.prev_file_hash = sha

@@ -28,6 +28,7 @@ import fastavro
 from streams.audit.archive import audit_schema, list_archive, read_file
 from streams.audit.chain import canonical_json, parse_time, rfc3339
 from streams.audit.verify import VerifyReport, verify
+from streams.signing import Keyring
 from streams.errors import AuditError
 
 FORMATS = ("jsonl", "csv", "avro")
@@ -122,17 +123,19 @@ def select(directory: Path, selection: Selection, report: VerifyReport | None,
 
 
 def export(directory: Path | str, selection: Selection, fmt: str, out: IO, *,
-           verify_first: bool = True, on_problem: Callable[[str], None] | None = None) -> ExportResult:
+           verify_first: bool = True, on_problem: Callable[[str], None] | None = None,
+           keys: Keyring | None = None) -> ExportResult:
     """Write the selected records to `out` (text for jsonl/csv, binary for avro).
 
-    Raises AuditError, writing nothing, when the archive does not verify.
+    Raises AuditError, writing nothing, when the archive does not verify
+    (with `keys`, its manifest signatures included).
     """
     if fmt not in FORMATS:
         raise AuditError(f"unknown format `{fmt}` (one of {', '.join(FORMATS)})")
     directory = Path(directory)
     report = None
     if verify_first:
-        report = verify(directory)
+        report = verify(directory, keys=keys)
         if not report.ok:
             for problem in report.problems:
                 (on_problem or (lambda _: None))(str(problem))

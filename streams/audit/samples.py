@@ -63,7 +63,8 @@ def redzone_event(event_id: str, ident: str, process: str, when: str) -> dict:
 def policy_document(version: str, when: str) -> dict:
     body = '{"default_action":"deny","version":"%s"}' % version
     return {"version": version, "digest": hashlib.sha256(body.encode()).hexdigest(),
-            "canonical_json": body, "published_at": when, "published_by": "pytest"}
+            "canonical_json": body, "published_at": when, "published_by": "pytest",
+            "signature_key_id": None, "signed_at": None, "signature": None}
 
 
 def traffic(batches: int, *, identities: int = 5, per_batch: int = 3, start: float = 0.0,
@@ -116,20 +117,21 @@ class StepClock:
         return self.moment
 
 
-def archiver(directory, topics: dict[str, str] = TOPICS, now=None):
-    """An Archiver over `topics` (kind -> name) with the real codecs, no Kafka."""
+def archiver(directory, topics: dict[str, str] = TOPICS, now=None, signer=None):
+    """An Archiver over `topics` (kind -> name) with the real codecs, no Kafka;
+    manifests signed with `signer` (a SigningKey) if given."""
     from streams.audit.chain import SOURCES
     from streams.audit.sink import Archiver
     from streams.codec.avro import codec
 
     sources = {topics[s.kind]: s for s in SOURCES}
     decoders = {topics[s.kind]: codec(s.schema).decode for s in SOURCES}
-    return Archiver(directory, sources, decoders, now=now or StepClock())
+    return Archiver(directory, sources, decoders, now=now or StepClock(), signer=signer)
 
 
-def build_archive(directory, msgs: list[SourceMessage], files: int = 3) -> list[dict]:
+def build_archive(directory, msgs: list[SourceMessage], files: int = 3, signer=None) -> list[dict]:
     """Archive `msgs` into `files` files (about equal); the manifests written."""
-    arch = archiver(directory)
+    arch = archiver(directory, signer=signer)
     per_file = -(-len(msgs) // files)
     manifests = []
     for i, msg in enumerate(msgs, 1):

@@ -39,6 +39,7 @@ from typing import Any
 from streams.audit.archive import LOCK, ArchiveWriter, recover
 from streams.audit.chain import SOURCES, Chains, Source, SourceMessage, rfc3339, unsealed_records
 from streams.errors import AuditError
+from streams.signing import SigningKey, load_signing_key
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_SECONDS = 300.0
@@ -62,6 +63,7 @@ class Archiver:
         *,
         compression: str = "deflate",
         now: Callable[[], datetime] = _utcnow,
+        signer: SigningKey | None = None,
     ):
         self.directory = Path(directory)
         self.sources = dict(sources)  # topic name -> Source
@@ -69,7 +71,7 @@ class Archiver:
         self.now = now
         self.recovered = recover(self.directory)
         self.chains = Chains(self.recovered.heads)
-        self.writer = ArchiveWriter(self.directory, self.recovered, compression=compression)
+        self.writer = ArchiveWriter(self.directory, self.recovered, compression=compression, signer=signer)
         self.skipped = 0  # messages at offsets already archived (duplicates)
         self.archived = 0  # records written since start
 
@@ -167,13 +169,16 @@ class Sink:
     # -- setup -------------------------------------------------------------------
     def _sources(self) -> tuple[dict[str, Source], dict[str, Callable[[bytes], dict]]]:
         from streams.codec.avro import codec
+        from streams.policy_topic import decode_policy
 
         sources, decoders = {}, {}
         wire = self.settings.schema_registry_url is not None
         for source in SOURCES:
             topic = self.settings.topic(source.topic_kind)
             sources[topic] = source
-            decoders[topic] = _decoder(codec(source.schema).decode, wire)
+            # policy values written before the signature fields still decode
+            decode = decode_policy if source.schema == "PolicyDocument" else codec(source.schema).decode
+            decoders[topic] = _decoder(decode, wire)
         return sources, decoders
 
     def _consumer(self):
@@ -247,11 +252,16 @@ class Sink:
     def run(self) -> int:
         """Archive until stopped; return the number of records archived."""
         directory = self.options.directory
+        key_path = self.settings.audit_signing_key
+        signer = load_signing_key(key_path) if key_path is not None else None  # unreadable: refuse to start
         directory.mkdir(parents=True, exist_ok=True)
         with _lock(directory):
             sources, decoders = self._sources()
             archiver = Archiver(directory, sources, decoders,
-                                compression=self.options.compression, now=self.now)
+                                compression=self.options.compression, now=self.now, signer=signer)
+            self.report("manifests signed with key " + signer.key_id if signer is not None else
+                        "manifests NOT signed (TRUST_AUDIT_SIGNING_KEY unset): a rewritten archive "
+                        "can only be caught with an external anchor")
             for name in archiver.recovered.discarded:
                 self.report(f"discarded unfinished `{name}` (its records were not committed)")
             consumer = self._consumer()

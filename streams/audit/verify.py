@@ -15,6 +15,13 @@ What a hash chain cannot see on its own: cutting off the end of the archive
 consistent.  ``anchors`` closes that gap: pass a file or record hash noted
 earlier (the report prints the current head), and verify fails unless the
 archive still contains it.
+
+Nor can it see an archive rewritten from the point of an edit with every
+hash recomputed.  ``keys`` (the sink's public key) closes that one: every
+manifest from the first signed one on, and the newest in any case, must be
+validly signed by one of them (:mod:`streams.audit.signature`).  Unsigned
+manifests *before* the first signed one (signing switched on for an existing
+archive) are vouched for by it through the file chain, and only warned about.
 """
 
 from __future__ import annotations
@@ -38,7 +45,9 @@ from streams.audit.archive import (
     sha256_file,
 )
 from streams.audit.chain import GENESIS, KINDS, ChainHead, chain_id, record_hash
-from streams.errors import AuditError
+from streams.audit.signature import check_manifest, is_signed
+from streams.errors import AuditError, SignatureError
+from streams.signing import UNKNOWN_KEY as _UNKNOWN_KEY_REASON, Keyring
 
 # codes of findings (stable: tests and scripts match on them)
 HASH_MISMATCH = "hash_mismatch"
@@ -51,6 +60,9 @@ MISSING_MANIFEST = "missing_manifest"
 MANIFEST_MISMATCH = "manifest_mismatch"
 UNREADABLE = "unreadable"
 ANCHOR_MISSING = "anchor_missing"
+UNSIGNED_MANIFEST = "unsigned_manifest"
+BAD_SIGNATURE = "bad_signature"
+UNKNOWN_KEY = "unknown_key"
 
 _COMPARED = ("records", "records_by_kind", "first_record_hash", "last_record_hash",
              "chains", "event_time", "archive_time", "heads")
@@ -81,6 +93,7 @@ class VerifyReport:
     warnings: list[str] = field(default_factory=list)
     # per file: (name, manifest or None) of every file verified, for export
     manifests: list[tuple[Path, dict[str, Any] | None]] = field(default_factory=list)
+    signed_by: set[str] | None = None  # key ids of valid manifest signatures; None: not checked
 
     @property
     def ok(self) -> bool:
@@ -89,13 +102,21 @@ class VerifyReport:
     def summary(self) -> str:
         kinds = ", ".join(f"{k} {n}" for k, n in self.by_kind.items())
         state = "intact" if self.ok else f"NOT intact: {len(self.problems)} problem(s)"
+        signed = "" if self.signed_by is None else (
+            "; manifest signatures checked" + (f" (key {', '.join(sorted(self.signed_by))})"
+                                               if self.signed_by else ""))
         return (f"{state}: {self.files} file(s), {self.records} record(s) ({kinds}), "
-                f"{len(self.heads)} chain(s); head {self.last_file or '-'} sha256 {self.last_file_hash}")
+                f"{len(self.heads)} chain(s); head {self.last_file or '-'} sha256 {self.last_file_hash}"
+                + signed)
 
 
 class _Verifier:
-    def __init__(self, directory: Path, anchors: Iterable[str]):
+    def __init__(self, directory: Path, anchors: Iterable[str], keys: Keyring | None = None):
         self.report = VerifyReport(directory)
+        self.keys = keys
+        self.first_signed: str | None = None  # name of the first signed manifest
+        self.unsigned_before: list[str] = []  # unsigned manifests before it
+        self.newest_manifest: tuple[str, bool] | None = None  # (name, signed) of the newest one
         self.heads: dict[str, ChainHead] = {}
         self.where: dict[str, tuple[str, int]] = {}  # chain -> (file, index) of its head
         self.prev_file: tuple[str, str | None] = ("(start of archive)", GENESIS)
@@ -122,6 +143,8 @@ class _Verifier:
                 self.prev_file = (name, None)
                 continue
             manifest = self._manifest(manifest_path, name) if manifest_path else None
+            if self.keys is not None and manifest is not None:
+                self._signature(manifest_name(seq), manifest)
             if data is None:
                 self.problem(name, None, MISSING_FILE, f"missing file in chain: `{manifest_name(seq)}` "
                              "is present but the file it describes is not")
@@ -135,12 +158,47 @@ class _Verifier:
             if manifest_path is None:
                 self.problem(name, None, MISSING_MANIFEST, f"`{manifest_name(seq)}` is missing")
             self._file(seq, data, manifest)
+        if self.keys is not None:
+            self._signatures_end()
         for anchor in sorted(self.anchors - self.seen_anchors):
             self.problem("(archive)", None, ANCHOR_MISSING,
                          f"anchor `{anchor}` is neither a file nor a record hash of this archive "
                          "(files were removed from its end, or it was rewritten)")
         self.report.heads = dict(self.heads)
         return self.report
+
+    def _signature(self, name: str, manifest: dict[str, Any]) -> None:
+        assert self.keys is not None
+        signed = is_signed(manifest)
+        self.newest_manifest = (name, signed)
+        if not signed:
+            if self.first_signed is None:
+                self.unsigned_before.append(name)
+            else:
+                self.problem(name, None, UNSIGNED_MANIFEST,
+                             f"manifest is not signed, but `{self.first_signed}` before it is: signing "
+                             "does not stop by itself (the manifest was rewritten without the key)")
+            return
+        try:
+            key = check_manifest(manifest, self.keys)
+        except SignatureError as exc:
+            code = UNKNOWN_KEY if exc.reason == _UNKNOWN_KEY_REASON else BAD_SIGNATURE
+            self.problem(name, None, code, f"manifest {exc} (forged or rewritten without the key)")
+            return
+        if self.report.signed_by is not None:
+            self.report.signed_by.add(key)
+        self.first_signed = self.first_signed or name
+
+    def _signatures_end(self) -> None:
+        if self.newest_manifest is not None and not self.newest_manifest[1]:
+            self.problem(self.newest_manifest[0], None, UNSIGNED_MANIFEST,
+                         "the newest manifest is not signed, so nothing vouches for the archive (it was "
+                         "written without TRUST_AUDIT_SIGNING_KEY, or forged without the key)")
+        elif self.unsigned_before:
+            self.report.warnings.append(
+                f"{len(self.unsigned_before)} manifest(s) from `{self.unsigned_before[0]}` to "
+                f"`{self.unsigned_before[-1]}` are not signed (written before signing was on); the signed "
+                f"`{self.first_signed}` vouches for them through the file chain")
 
     def _manifest(self, path: Path, name: str) -> dict[str, Any] | None:
         try:
@@ -271,6 +329,11 @@ def _short(value: Any, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 5] + "...`"
 
 
-def verify(directory: Path | str, anchors: Iterable[str] = ()) -> VerifyReport:
-    """Check the whole archive in `directory`; the report lists every problem found."""
-    return _Verifier(Path(directory), anchors).run()
+def verify(directory: Path | str, anchors: Iterable[str] = (), keys: Keyring | None = None) -> VerifyReport:
+    """Check the whole archive in `directory`; the report lists every problem found.
+
+    With `keys`, manifests must also be signed by one of them (see the module doc)."""
+    verifier = _Verifier(Path(directory), anchors, keys)
+    if keys is not None:
+        verifier.report.signed_by = set()
+    return verifier.run()

@@ -1,4 +1,8 @@
-"""`trustctl audit sink|verify|export`: the tamper-evident audit trail (docs/audit.md)."""
+"""`trustctl audit sink|verify|export|keygen`: the tamper-evident audit trail (docs/audit.md).
+
+The sink signs each manifest when TRUST_AUDIT_SIGNING_KEY names a private key
+file; `verify --key PUB` then also checks those signatures (docs/security.md).
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--dir", required=True, type=Path)
     v.add_argument("--anchor", action="append", default=[], metavar="HASH",
                    help="a file or record hash noted earlier that must still be in the archive")
+    v.add_argument("--key", action="append", default=[], type=Path, metavar="PUB",
+                   help="public key of the sink (repeatable): every manifest must be signed by one of them")
     v.add_argument("-q", "--quiet", action="store_true", help="only the summary and problems")
     v.set_defaults(func=verify)
 
@@ -41,7 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="only this kind (repeatable)")
     e.add_argument("--out", type=Path, help="output file (default stdout)")
     e.add_argument("--no-verify", action="store_true", help="export without verifying first (warned)")
+    e.add_argument("--key", action="append", default=[], type=Path, metavar="PUB",
+                   help="also check the manifest signatures with this public key (repeatable)")
     e.set_defaults(func=export)
+
+    k = sub.add_parser("keygen", help="a new ed25519 key pair for signing manifests: "
+                                      "DIR/audit-signing.key (0600) and DIR/audit-signing.pub")
+    k.add_argument("--out", required=True, type=Path, metavar="DIR")
+    k.set_defaults(func=keygen)
 
 
 def sink(args: argparse.Namespace) -> int:
@@ -61,8 +74,9 @@ def sink(args: argparse.Namespace) -> int:
 
 def verify(args: argparse.Namespace) -> int:
     from streams.audit.verify import verify as run_verify
+    from streams.signing import load_keyring
 
-    report = run_verify(args.dir, anchors=args.anchor)
+    report = run_verify(args.dir, anchors=args.anchor, keys=load_keyring(args.key) if args.key else None)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for problem in report.problems:
@@ -77,7 +91,10 @@ def verify(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace) -> int:
     from streams.audit.export import Selection, export as run_export
 
+    from streams.signing import load_keyring
+
     selection = Selection.of(args.start, args.end, args.identity, args.kind)
+    keys = load_keyring(args.key) if args.key else None
     if args.no_verify:
         print("trustctl: WARNING: exporting WITHOUT verifying the archive; these records may have "
               "been altered and must not be used as evidence", file=sys.stderr)
@@ -91,7 +108,7 @@ def export(args: argparse.Namespace) -> int:
         close = True
     try:
         result = run_export(args.dir, selection, args.format, out, verify_first=not args.no_verify,
-                            on_problem=lambda line: print(line, file=sys.stderr))
+                            on_problem=lambda line: print(line, file=sys.stderr), keys=keys)
     except Exception:
         if close:
             out.close()
@@ -104,4 +121,16 @@ def export(args: argparse.Namespace) -> int:
     state = "verified" if result.report is not None else "NOT verified"
     print(f"exported {result.exported} record(s) of {result.scanned} read in {result.files} file(s); "
           f"archive {state}", file=sys.stderr)
+    return 0
+
+
+KEY_NAME = "audit-signing"
+
+
+def keygen(args: argparse.Namespace) -> int:
+    from streams.signing import keygen as make_keys, load_verify_key
+
+    private, public = make_keys(args.out, KEY_NAME)
+    print(f"wrote {private} (private, mode 0600: the sink's TRUST_AUDIT_SIGNING_KEY) and {public} "
+          f"(key id {load_verify_key(public).key_id}; give it to `trustctl audit verify --key`)")
     return 0

@@ -26,11 +26,10 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if args.web_port:
         settings = dataclasses.replace(settings, web_port=args.web_port)
-    if args.policy:
-        from streams.policy.loader import load_policy_file
-        from streams.policy_topic import publish
+    if args.policy:  # with its .sig beside it, when there is one
+        from streams.policy_topic import publish_file
 
-        print(publish(settings, load_policy_file(args.policy)), file=sys.stderr)
+        print(publish_file(settings, args.policy), file=sys.stderr)
     from streams.worker import build_worker
 
     sys.argv = [sys.argv[0]]  # Faust's worker reads its own command line

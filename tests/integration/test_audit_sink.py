@@ -21,6 +21,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from streams import signing
 from streams.audit import samples
 from streams.audit.archive import list_archive, read_file, read_manifest
 from streams.audit.chain import SOURCES, canonical_json
@@ -212,8 +213,11 @@ def test_crash_between_manifest_and_commit_is_caught_up(audit_env, tmp_path):
 
 
 def test_sigterm_finishes_and_commits_the_open_file(audit_env, tmp_path):
+    """With TRUST_AUDIT_SIGNING_KEY set, as an operator runs it: the manifest is signed too."""
     env, settings = audit_env
     directory, log, group = tmp_path / "archive", tmp_path / "sink.log", f"audit-{uuid.uuid4().hex[:8]}"
+    private, public = signing.keygen(tmp_path / "keys", "audit-signing")
+    env = dict(env, TRUST_AUDIT_SIGNING_KEY=str(private))
     expected = produce(settings, samples.traffic(20))
     sink = start_sink(env, directory, group, log, "--max-bytes", str(10**9), "--max-seconds", "3600")
     check = alive(sink, log)
@@ -230,3 +234,8 @@ def test_sigterm_finishes_and_commits_the_open_file(audit_env, tmp_path):
     for r in records:
         archived_next[(r["topic"], r["partition"])] = r["offset"] + 1
     assert {k: v for k, v in committed.items() if v >= 0} == archived_next
+    assert read_manifest(next(iter(listing.manifests.values())))["signature"]["key_id"] == \
+        signing.load_verify_key(public).key_id
+    result = subprocess.run([TRUSTCTL, "audit", "verify", "--dir", str(directory), "--key", str(public), "-q"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "manifest signatures checked" in result.stdout, result.stdout + result.stderr

@@ -170,6 +170,9 @@ RECORDS: dict[str, dict] = {
         "canonical_json": '{"default_action":"deny","version":"2026-11-28.1"}',
         "published_at": TS,
         "published_by": "alice",
+        "signature_key_id": "0123456789abcdef0123456789abcdef",
+        "signed_at": TS,
+        "signature": bytes(range(64)),
     },
     "TrustControl": {
         "command_id": "tc-1",
@@ -320,6 +323,31 @@ def test_defaults_fill_missing_optional_fields():
     back = codec("QuarantineCommand").decode(codec("QuarantineCommand").encode(command))
     assert (back["op"], back["isolation_syscalls"], back["trace"], back["reason_code"], back["event_id"]) == (
         "quarantine", [], [], None, None)
+
+
+# PolicyDocument as written before its signature fields existed (golden bytes of
+# that schema): it must still be read, with the signature fields null.
+POLICY_DOCUMENT_V1_HEX = (
+    "18323032362d31312d32382e318001303030303030303030303030303030303030303030303030303030303030"
+    "30303030303030303030303030303030303030303030303030303030303030303030647b2264656661756c745f"
+    "616374696f6e223a2264656e79222c2276657273696f6e223a22323032362d31312d32382e31227d3632303236"
+    "2d31312d32385431323a30303a30302e3030303030305a020a616c696365"
+)
+
+
+def test_policy_document_written_before_the_signature_fields_still_decodes():
+    from streams.policy_topic import decode_policy
+
+    old = bytes.fromhex(POLICY_DOCUMENT_V1_HEX)
+    with pytest.raises(CodecError):
+        codec("PolicyDocument").decode(old)  # the current schema alone cannot read it
+    unsigned = dict(RECORDS["PolicyDocument"], signature_key_id=None, signed_at=None, signature=None)
+    assert decode_policy(old) == unsigned
+    assert decode_policy(codec("PolicyDocument").encode(RECORDS["PolicyDocument"])) == RECORDS["PolicyDocument"]
+    with pytest.raises(CodecError, match="`PolicyDocument`"):
+        decode_policy(old[:-3])  # neither shape: the current schema's error
+    with pytest.raises(CodecError):
+        decode_policy(old + b"\x00\x00")
 
 
 # -- hypothesis ------------------------------------------------------------------

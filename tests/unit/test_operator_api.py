@@ -42,6 +42,7 @@ class Watcher:
     def __init__(self):
         self.current = make_policy({"read": {}}, version="v-9", trust_model={"baseline": 0.6})
         self.refused = [("v-bad", "policy refused")]
+        self.signing_enabled = False
 
         class History:
             def versions(self_inner):
