@@ -83,12 +83,3 @@ def identity_record(i: IdentityContext) -> dict[str, Any]:
     return {"id": i.id, "process_id": i.process_id, "container_id": i.container_id,
             "tenant": i.tenant, "labels": dict(i.labels) if i.labels else {}}
 
-
-def event_record(ctx: SyscallContext) -> dict[str, Any]:
-    """The SyscallEvent record of a context (what a shim publishes)."""
-    return {
-        "event_id": ctx.event_id, "syscall": ctx.syscall, "args": list(ctx.args),
-        "identity": identity_record(ctx.identity),
-        "trust_vector": None if ctx.trust_vector is None else {"score": ctx.trust_vector.score},
-        "execution_dna": ctx.execution_dna, "timestamp": ctx.timestamp,
-    }

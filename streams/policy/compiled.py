@@ -16,7 +16,7 @@ import re
 from typing import Callable
 
 from streams.policy import validators
-from streams.policy.canonical import canonical_json, digest
+from streams.policy.canonical import digest, policy_json
 from streams.policy.glob import PatternSet, compile_glob, is_glob
 from streams.policy.model import (
     DefaultAction,
@@ -177,7 +177,7 @@ class CompiledPolicy:
     def __init__(self, graph: ZtaPolicyGraph):
         self.graph = graph
         self.version = graph.version
-        self.canonical_json = canonical_json(graph)
+        self.canonical_json = policy_json(graph)
         self.digest = digest(self.canonical_json)
         self.mode = graph.enforcement_mode
         self.default_allow = graph.default_action is DefaultAction.ALLOW
