@@ -12,11 +12,12 @@ import json
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from streams.clock import utc_now
 from streams.codec.avro import codec
 from streams.errors import ConfigError, PolicyVersionConflict, TrustError
+from streams.kafka import clients
 from streams.policy.compiled import CompiledPolicy
 from streams.policy.loader import load_policy
 from streams.settings import Settings
@@ -50,8 +51,7 @@ def compile_envelope(envelope: dict) -> CompiledPolicy:
 def read_published(settings: Settings, timeout: float = 15.0) -> list[PublishedPolicy]:
     """Every envelope on the policy topic, oldest first (what compaction kept)."""
     topic = settings.topic("policy")
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "trustctl-policy-reader",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer = clients.consumer(settings, "trustctl-policy-reader")
     try:
         meta = consumer.list_topics(topic, timeout=timeout)
         if meta.topics[topic].error is not None:
@@ -104,7 +104,7 @@ def publish(settings: Settings, cp: CompiledPolicy, by: str | None = None) -> st
     now = utc_now()
     value = codec("PolicyDocument").encode(envelope_of(cp, now, by or getpass.getuser()))
     errors: list[str] = []
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all"})
+    producer = clients.producer(settings, "trustctl-policy", **{"linger.ms": 0})
     producer.produce(settings.topic("policy"), key=POLICY_KEY, value=value,
                      on_delivery=lambda err, msg: err and errors.append(str(err)))
     if producer.flush(30) or errors:

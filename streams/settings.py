@@ -11,19 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.errors import ConfigError
+from streams.topics import TOPICS
 
-TOPIC_NAMES = {
-    "events": "syscall-events",
-    "decisions": "decisions",
-    "violations": "violations",
-    "quarantine": "quarantine",
-    "redzone": "redzone-events",
-    "policy": "policy",
-    "dlq": "dlq",
-    # Beyond SPEC §4: operator commands to the decide agent (README, "Decisions
-    # where the spec is silent"); keyed and partitioned like the events.
-    "control": "control",
-}
+# Kind -> topic name suffix, from the one topic registry (streams/topics.py).
+TOPIC_NAMES = {t.kind: t.suffix for t in TOPICS}
 
 
 def _int(env: dict, name: str, default: int) -> int:
@@ -55,6 +46,7 @@ class Settings:
     web_port: int = 6066
     operator_token: str | None = field(default=None, repr=False)
     trace_depth: int = 64
+    fetch_wait_ms: int | None = None
 
     def topic(self, kind: str) -> str:
         """Full topic name for a kind of SPEC §4 (`events`, `decisions`, ...)."""
@@ -95,4 +87,5 @@ class Settings:
             web_port=_int(env, "TRUST_WEB_PORT", d.web_port),
             operator_token=env.get("TRUST_OPERATOR_TOKEN") or None,
             trace_depth=_int(env, "TRUST_TRACE_DEPTH", d.trace_depth),
+            fetch_wait_ms=_int(env, "TRUST_FETCH_WAIT_MS", 0) or None,
         )

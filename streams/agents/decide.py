@@ -3,7 +3,7 @@ quarantine commands and dead letters) out.
 
 `BatchDecider.handle` is the whole path for one Kafka message, top to
 bottom, with no I/O of its own: decode -> validate -> evaluate -> update
-trust -> encode.  The Faust agent in `streams.app` only feeds it messages and
+trust -> encode.  The Faust agent (`streams.worker.build`) only feeds it messages and
 sends what it returns.
 
 Adaptive trust lives in a mapping keyed by identity (a changelog-backed

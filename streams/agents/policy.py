@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer
 
 from streams.codec.avro import codec
 from streams.errors import TrustError
+from streams.kafka import clients
 from streams.policy.compiled import CompiledPolicy
 from streams.policy.history import PolicyHistory
 from streams.policy_topic import compile_envelope
@@ -57,7 +58,7 @@ class PolicyWatcher:
     async def run(self) -> None:
         topic = self.settings.topic("policy")
         # No group: every partition is assigned to this consumer, from the start.
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=self.settings.kafka_bootstrap,
+        consumer = AIOKafkaConsumer(topic, **clients.aiokafka_options(self.settings),
                                     group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="earliest")
         await consumer.start()

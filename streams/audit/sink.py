@@ -177,16 +177,10 @@ class Sink:
         return sources, decoders
 
     def _consumer(self):
-        from confluent_kafka import Consumer
+        from streams.kafka import clients
 
-        return Consumer({
-            "bootstrap.servers": self.settings.kafka_bootstrap,
-            "group.id": self.options.group,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        })
+        return clients.consumer(self.settings, self.options.group, **{
+            "enable.auto.offset.store": False, "isolation.level": "read_committed"})
 
     def _partitions(self, consumer, topics: list[str]) -> list[TopicPartitionKey]:
         from confluent_kafka import KafkaException

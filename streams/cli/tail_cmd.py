@@ -12,15 +12,7 @@ import json
 import sys
 import time
 
-KINDS = {  # command word -> (topic kind, schema, field holding a batch or None)
-    "decisions": ("decisions", "DecisionBatch", "decisions"),
-    "violations": ("violations", "Violation", None),
-    "quarantine": ("quarantine", "QuarantineCommand", None),
-    "redzone": ("redzone", "RedzoneEvent", None),
-    "dlq": ("dlq", "DeadLetter", None),
-    "events": ("events", "SyscallEventBatch", "events"),
-    "control": ("control", "TrustControl", None),
-}
+from streams.topics import BY_KIND as KINDS  # command word = topic kind
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,18 +36,18 @@ def _jsonable(value):
 
 
 def run(args: argparse.Namespace) -> int:
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
     from streams.codec.avro import codec
     from streams.errors import TrustError
+    from streams.kafka import clients
     from streams.settings import Settings
 
     settings = Settings.from_env()
-    kind, schema, batch_field = KINDS[args.what]
-    topic = settings.topic(kind)
-    dec = codec(schema)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "trustctl-tail",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    spec = KINDS[args.what]
+    topic, batch_field = settings.topic(spec.kind), spec.batch_field
+    dec = codec(spec.schema)
+    consumer = clients.consumer(settings, "trustctl-tail")
     printed = 0
     try:
         meta = consumer.list_topics(topic, timeout=args.timeout)

@@ -19,19 +19,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
+    import dataclasses
 
     from streams.settings import Settings
 
+    settings = Settings.from_env()
     if args.web_port:
-        os.environ["TRUST_WEB_PORT"] = str(args.web_port)
+        settings = dataclasses.replace(settings, web_port=args.web_port)
     if args.policy:
         from streams.policy.loader import load_policy_file
         from streams.policy_topic import publish
 
-        print(publish(Settings.from_env(), load_policy_file(args.policy)), file=sys.stderr)
-    from streams.app import main
+        print(publish(settings, load_policy_file(args.policy)), file=sys.stderr)
+    from streams.worker import build_worker
 
-    sys.argv = [sys.argv[0]]
-    main()
+    sys.argv = [sys.argv[0]]  # Faust's worker reads its own command line
+    build_worker(settings).run()
     return 0

@@ -1,49 +1,20 @@
-"""The topics of SPEC §4 and creating them (confluent-kafka AdminClient).
+"""Creating the topics of the registry (streams/topics.py) and reading group lag.
 
 `topic_specs` is pure: it says what each topic should look like.
 `ensure_topics` talks to the broker: creates what is missing, leaves what
 exists alone (it reports, but does not change, a partition count that differs
 from the settings).  Faust creates its own changelog topics; they are not here.
-
-Retention (documented in deploy/README.md):
-
-    trust.syscall-events   1 day     high volume; the decisions keep the trace
-    trust.decisions        7 days
-    trust.violations       7 days
-    trust.quarantine       7 days
-    trust.redzone-events   7 days    audit trail of redzone transitions
-    trust.policy           compacted, kept forever; 1 partition (one key, read whole by every worker)
-    trust.dlq              14 days   time to look at and replay bad input
-    trust.control          7 days    beyond SPEC §4: operator commands to the decide
-                                     agent (trust resets); key = identity id, as many
-                                     partitions as the events (co-partitioned)
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 
 from streams.errors import StackError
-from streams.settings import TOPIC_NAMES, Settings
-
-DAY_MS = 24 * 60 * 60 * 1000
-
-TOPIC_CONFIG: dict[str, dict[str, str]] = {
-    "events": {"cleanup.policy": "delete", "retention.ms": str(1 * DAY_MS)},
-    "decisions": {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
-    "violations": {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
-    "quarantine": {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
-    "redzone": {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
-    "policy": {"cleanup.policy": "compact", "retention.ms": "-1"},
-    "dlq": {"cleanup.policy": "delete", "retention.ms": str(14 * DAY_MS)},
-    "control": {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
-}
-
-_QUIET = logging.getLogger("streams.kafka.admin.librdkafka")
-_QUIET.addHandler(logging.NullHandler())
-_QUIET.propagate = False
+from streams.kafka import clients
+from streams.settings import Settings
+from streams.topics import TOPICS
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,26 +35,22 @@ class EnsureReport:
 
 
 def topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
-    """Every topic of SPEC §4, in table order, then the extension topics (`control`)."""
-    if set(TOPIC_CONFIG) != set(TOPIC_NAMES):
-        raise AssertionError("TOPIC_CONFIG and settings.TOPIC_NAMES list different kinds")
+    """Every topic of §4, in table order, then the extension topics (`control`)."""
     return tuple(
         TopicSpec(
-            kind=kind,
-            name=settings.topic(kind),
-            partitions=1 if kind == "policy" else settings.partitions,
+            kind=t.kind,
+            name=settings.topic(t.kind),
+            partitions=1 if t.single_partition else settings.partitions,
             replication_factor=settings.replication_factor,
-            config=dict(TOPIC_CONFIG[kind]),
+            config=t.config(),
         )
-        for kind in TOPIC_NAMES
+        for t in TOPICS
     )
 
 
 def admin_client(settings: Settings):
     """An AdminClient for the configured brokers (connects lazily)."""
-    from confluent_kafka.admin import AdminClient
-
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "logger": _QUIET})
+    return clients.admin(settings)
 
 
 def topic_partitions(admin, timeout: float) -> dict[str, int]:
@@ -101,7 +68,7 @@ def topic_partitions(admin, timeout: float) -> dict[str, int]:
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0, admin=None) -> EnsureReport:
-    """Create the topics of SPEC §4 that are missing; idempotent."""
+    """Create the registry's topics that are missing; idempotent."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
@@ -144,10 +111,9 @@ def group_lag(settings: Settings, kinds: tuple[str, ...] | list[str],
     From the broker (committed offsets vs high watermarks), so it covers every
     worker of the group; a partition with no commit counts from its low mark.
     """
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.app_id,
-                         "enable.auto.commit": False, "logger": _QUIET})
+    consumer = clients.consumer(settings, settings.app_id)
     try:
         lag: dict[tuple[str, int], int] = {}
         for kind in kinds:

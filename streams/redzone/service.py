@@ -145,12 +145,12 @@ class RedzoneService:
     # -- kafka -------------------------------------------------------------------
     def producer(self):
         if self._producer is None:
-            from confluent_kafka import Producer
+            from streams.kafka import clients
 
-            # murmur2_random: the shims' partitioner, so a control record for an
+            # murmur2: the shims' partitioner, so a control record for an
             # identity lands on the partition number its events use.
-            self._producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap, "acks": "all",
-                                       "partitioner": "murmur2_random", "linger.ms": 0})
+            self._producer = clients.producer(self.settings, f"{self.settings.app_id}-operator",
+                                              **{"linger.ms": 0})
         return self._producer
 
     async def _emit(self, records: list[tuple[str, str, bytes]], applied: str) -> None:

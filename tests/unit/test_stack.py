@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from streams.errors import StackError
-from streams.kafka.admin import DAY_MS, topic_specs
+from streams.kafka.admin import topic_specs
+from streams.topics import DAY_MS
 from streams.settings import Settings
 from streams.stack.kafka import KafkaBroker, new_cluster_id
 from streams.stack.process import pid_alive, require_loopback, tail, wait_until, write_private
@@ -93,7 +94,7 @@ def test_tail_and_private_write(tmp_path):
 def test_topic_specs_cover_spec_section_4():
     specs = {s.kind: s for s in topic_specs(Settings())}
     assert set(specs) == {"events", "decisions", "violations", "quarantine", "redzone", "policy", "dlq",
-                          "control"}
+                          "enforcement", "control"}
     assert all(s.partitions == 6 and s.replication_factor == 1
                for s in specs.values() if s.kind != "policy")
     assert specs["policy"].partitions == 1  # one key, read whole by every worker

@@ -1,0 +1,162 @@
+"""The composition root: one engine worker built from one `Settings` value.
+
+`build_worker(settings)` creates the Faust app, its topics, the trust table,
+the agents, the background tasks and the operators' HTTP routes; nothing is
+wired at import.  `trustctl worker` calls it; tests build workers with their
+own settings.
+
+Settings that matter, and why:
+
+- `processing_guarantee="at_least_once"`: faust-streaming's exactly_once has
+  open duplicate bugs; the decider is idempotent under redelivery instead
+  (docs/reliability.md).
+- agent concurrency 1: faust-streaming#606 can skip offsets above 1.
+- raw key/value serializers: values are Avro, decoded by our own codec.
+- the web server binds `TRUST_WEB_HOST` (127.0.0.1 by default) with Faust's
+  own table and router endpoints off; its routes are the operator API of
+  `streams.web`.
+- the decide agent reads the events and the control topic (trust resets) as
+  one stream: Faust co-partitions topics of equal partition count read by the
+  same agent, so a reset lands with the identity's trust table partition.
+- outputs go through one confluent-kafka producer (`agents/outputs.py`),
+  flushed before every Faust offset commit (`worker/faustkit.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import faust
+
+from streams.agents.decide import BatchDecider, Source
+from streams.agents.outputs import OutputProducer
+from streams.agents.policy import PolicyWatcher
+from streams.agents.redzone import RedzoneApplier, RedzoneFollower
+from streams.engine import TrustEngine
+from streams.kafka import clients
+from streams.kafka.admin import group_lag
+from streams.metrics import DecideMetrics
+from streams.redzone.service import RedzoneService
+from streams.redzone.view import LocalRedzoneView
+from streams.settings import Settings
+from streams.web import OperatorApi, register
+from streams.worker.faustkit import TrustApp
+
+log = logging.getLogger("forgeone.trust")
+
+
+@dataclass(slots=True)
+class Worker:
+    """One engine worker: the Faust app and the parts it runs."""
+
+    settings: Settings
+    app: faust.App
+    policy: PolicyWatcher
+    redzone_view: LocalRedzoneView
+    outputs: OutputProducer
+    metrics: DecideMetrics
+    trust_table: object
+    _decider: BatchDecider | None = field(default=None, repr=False)
+
+    def decider(self) -> BatchDecider:
+        """The decide path, built once the first policy is in force."""
+        if self._decider is None:
+            engine = TrustEngine(self.policy.current, self.redzone_view, trust={},
+                                 trace_depth=self.settings.trace_depth)
+            self.policy.on_switch = engine.use_policy
+            self._decider = BatchDecider(engine, self.trust_table, metrics=self.metrics)
+        return self._decider
+
+    def owned_partitions(self) -> set[int]:
+        events = self.settings.topic("events")
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == events}
+
+    def run(self) -> None:
+        """Run until stopped (SIGINT/SIGTERM), as `trustctl worker` does."""
+        from faust.worker import Worker as FaustWorker
+
+        logging.basicConfig(level=logging.INFO)
+        FaustWorker(self.app, loglevel="info", quiet=True).execute_from_commandline()
+
+
+def make_app(s: Settings, before_commit_flush=None) -> TrustApp:
+    """The Faust app with the engine's settings (also the bare-Faust benchmark's)."""
+    return TrustApp(
+        s.app_id,
+        broker=clients.faust_broker(s),
+        store="memory://",
+        processing_guarantee="at_least_once",
+        topic_partitions=s.partitions,
+        topic_replication_factor=s.replication_factor,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        web_bind=s.web_host,
+        web_host=s.web_host,
+        web_port=s.web_port,
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        stream_recovery_delay=0.0,
+        broker_commit_interval=1.0,
+        fetch_wait_ms=s.fetch_wait_ms,
+        before_commit_flush=before_commit_flush,
+    )
+
+
+def build_worker(settings: Settings) -> Worker:
+    """Build one worker from `settings`; nothing connects until it runs."""
+    s = settings
+    outputs = OutputProducer(s)
+    app = make_app(s, outputs.flush)
+
+    def raw_topic(*kinds: str):
+        return app.topic(*(s.topic(k) for k in kinds), key_type=bytes, value_type=bytes,
+                         key_serializer="raw", value_serializer="raw")
+
+    # Adaptive trust per identity, co-partitioned with the events (same key, same
+    # partition count): a restarted or rebalanced worker resumes from the changelog.
+    trust_table = app.Table("trust", default=None, partitions=s.partitions,
+                            schema=faust.Schema(key_serializer="json", value_serializer="json"))
+    view = LocalRedzoneView()
+    policy = PolicyWatcher(s)
+    applier = RedzoneApplier(s)
+    follower = RedzoneFollower(s, view)
+    metrics = DecideMetrics()
+    worker = Worker(s, app, policy, view, outputs, metrics, trust_table)
+    control = s.topic("control")
+
+    # One Faust topic over two names: the agent dispatches on message.topic.
+    @app.agent(raw_topic("events", "control"), name="decide", concurrency=1)
+    async def decide(stream):
+        """SyscallEventBatch -> DecisionBatch (+ violations, quarantines, dead letters);
+        TrustControl -> the trust table."""
+        await policy.ready.wait()
+        await follower.ready.wait()
+        d = worker.decider()
+        async for event in stream.events():
+            m = event.message
+            handle = d.handle_control if m.topic == control else d.handle
+            outputs.send(handle(m.key, m.value, Source(m.topic, m.partition, m.offset)))
+
+    @app.agent(raw_topic("quarantine"), name="redzone", concurrency=1)
+    async def redzone(stream):
+        """QuarantineCommand -> Redis redzone (atomic) -> RedzoneEvent."""
+        async for event in stream.events():
+            m = event.message
+            outputs.send(await applier.handle(m.key, m.value, Source(m.topic, m.partition, m.offset)))
+
+    @app.task
+    async def watch_policy() -> None:
+        await policy.run()
+
+    @app.task
+    async def follow_redzone() -> None:
+        await follower.run()
+
+    register(app, OperatorApi(
+        s, RedzoneService(s), trust=trust_table, owned_partitions=worker.owned_partitions,
+        policy=policy, metrics=metrics, ready=follower.ready.is_set, isolated=lambda: len(view),
+        lag=lambda: group_lag(s, ("events", "control"), timeout=5.0)))
+    return worker
