@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+
+from streams.policy.canonical import canonical_json  # the project's one canonical JSON
 
 GENESIS = "0" * 64  # prev_hash of the first record of a chain, prev file hash of the first file
 UNDECODABLE = "undecodable"
@@ -76,24 +77,6 @@ class ChainHead:
 
 def chain_id(topic: str, partition: int) -> str:
     return f"{topic}/{partition}"
-
-
-def _default(value: Any) -> Any:
-    """What JSON cannot hold natively: bytes as base64, other mappings as dicts."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"`{type(value).__name__}` has no canonical JSON form")
-
-
-# one encoder, C-accelerated (the hot path: two encodings per archived record)
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no whitespace, UTF-8 kept, bytes as base64."""
-    return _ENCODER.encode(value)
 
 
 def record_hash(record: Mapping[str, Any]) -> str:

@@ -46,9 +46,21 @@ from streams.codec._fast import compile_codec
 from streams.errors import CodecError
 
 NAMESPACE = "forgeone.trust"
-# The repository's schemas/ (editable installs, the Docker image's /app);
-# TRUST_SCHEMA_DIR points elsewhere, e.g. for an installed wheel.
-SCHEMA_DIR = Path(os.environ.get("TRUST_SCHEMA_DIR") or Path(__file__).resolve().parents[2] / "schemas")
+
+
+def _schema_dir() -> Path:
+    """TRUST_SCHEMA_DIR if set; else the schemas a wheel installs as the data
+    package ``streams._schemas`` (see pyproject.toml); else the source tree's
+    top-level ``schemas/`` (a checkout, an editable install)."""
+    override = os.environ.get("TRUST_SCHEMA_DIR")
+    if override:
+        return Path(override)
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "_schemas"
+    return installed if installed.is_dir() else package.parent / "schemas"
+
+
+SCHEMA_DIR = _schema_dir()
 MAGIC = 0
 # TRUST_CODEC_COMPILED=0 keeps every codec on fastavro alone (for comparisons).
 COMPILED = os.environ.get("TRUST_CODEC_COMPILED", "1") != "0"

@@ -1,18 +1,47 @@
-"""Canonical JSON of a policy graph, and its SHA-256 digest.
+"""The project's one canonical JSON, and the canonical form of a policy graph.
 
-The canonical form is the normalised document (defaults filled in, argument
-indices as strings), with sorted keys everywhere except ``policies``, whose
-document order is meaning (the first matching glob wins).  Equal meaning,
-equal digest.
+:func:`canonical_json` is used everywhere a value is hashed or compared as
+text (policy digests here, the audit archive's hash chain): sorted keys, no
+insignificant whitespace, UTF-8 kept, bytes as base64.
+
+A policy graph's canonical form (:func:`policy_json`) is the normalised
+document (defaults filled in, argument indices as strings) with sorted keys
+everywhere except ``policies``, whose document order is meaning (the first
+matching glob wins).  Equal meaning, equal digest.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from streams.policy.model import SyscallPolicy, ZtaPolicyGraph
+
+
+def _default(value: Any) -> Any:
+    """What JSON cannot hold natively: bytes as base64, other mappings as dicts."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"`{type(value).__name__}` has no canonical JSON form")
+
+
+# C-accelerated encoders (the audit's hot path encodes twice per archived record)
+_SORTED = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
+_AS_GIVEN = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_default)
+
+
+def canonical_json(value: Any, *, presorted: bool = False) -> str:
+    """Sorted keys, no whitespace, UTF-8 kept, bytes as base64.
+
+    With `presorted` the caller has already put every mapping's keys in
+    their canonical order (see :func:`policy_json`), and that order is kept.
+    """
+    return (_AS_GIVEN if presorted else _SORTED).encode(value)
 
 
 def policy_to_dict(p: SyscallPolicy) -> dict[str, Any]:
@@ -80,9 +109,9 @@ def _sort_deep(value: Any) -> Any:
     return value
 
 
-def canonical_json(g: ZtaPolicyGraph) -> str:
-    doc = _sorted_except_policies(graph_to_dict(g))
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def policy_json(g: ZtaPolicyGraph) -> str:
+    """The canonical JSON of a policy graph (what its digest is taken of)."""
+    return canonical_json(_sorted_except_policies(graph_to_dict(g)), presorted=True)
 
 
 def digest(text: str) -> str:

@@ -16,7 +16,7 @@ import re
 from typing import Callable
 
 from streams.policy import validators
-from streams.policy.canonical import canonical_json, digest
+from streams.policy.canonical import digest, policy_json
 from streams.policy.glob import PatternSet, compile_glob, is_glob
 from streams.policy.model import (
     DefaultAction,
@@ -92,25 +92,56 @@ class PolicyChecks:
     """Checks 5-7 of SPEC §2 for one policy applied to one syscall, failures memoised.
 
     A failure's reason names the syscall, the trust or the argument, so it is
-    formatted once per distinct value and then reused.
+    formatted once per distinct value and then reused.  `validator` is the
+    guarded check 7 (see :func:`guarded_validator`): a failure or None.
     """
 
-    __slots__ = ("min_trust", "trust_failure", "arg_verdicts", "validator", "validator_failure")
+    __slots__ = ("min_trust", "trust_failure", "arg_verdicts", "validator")
 
     def __init__(self, p: CompiledSyscallPolicy, syscall: str):
         self.min_trust = p.min_trust
         self.trust_failure = Memo(lambda trust: (
             ReasonCode.TRUST_BELOW_MINIMUM, f"trust {trust} below minimum {p.min_trust} for {syscall}"))
+        check7 = None if p.validator is None else guarded_validator(
+            p.validator_name, p.validator,
+            (ReasonCode.CUSTOM_VALIDATOR, f"custom validator {p.validator_name} refused {syscall}"))
         # args tuple -> the failure of check 6 (and 7 for an args-only validator), or None
-        self.arg_verdicts = (Memo(lambda args: _arg_failure(p, syscall, args), _ARGS_MEMO_LIMIT)
+        args_check7 = check7 if p.args_only_validator else None
+        self.arg_verdicts = (Memo(lambda args: _arg_failure(p, syscall, args, args_check7), _ARGS_MEMO_LIMIT)
                              if p.args or p.args_only_validator else None)
         # a registered validator may read the whole context: it is called for every event
-        self.validator = None if p.args_only_validator else p.validator
-        self.validator_failure = (ReasonCode.CUSTOM_VALIDATOR,
-                                  f"custom validator {p.validator_name} refused {syscall}")
+        self.validator = None if p.args_only_validator else check7
 
 
-def _arg_failure(p: CompiledSyscallPolicy, syscall: str, args: tuple[str, ...]):
+def guarded_validator(name: str, fn: Callable, refused: tuple[ReasonCode, str]) -> Callable:
+    """Check 7 around validator `fn`: `ctx -> None` (passed) or a failure; fails closed.
+
+    A validator that raises, or returns anything but a bool, fails the check
+    with a reason naming the validator and the error; it never lets the
+    event through, and never stops the evaluation of later events.
+    """
+
+    def check(ctx):
+        try:
+            verdict = fn(ctx)
+        except Exception as exc:  # a validator's bug: this event fails, the engine goes on
+            return (ReasonCode.CUSTOM_VALIDATOR, _one_line(f"validator `{name}` failed: {type(exc).__name__}: {exc}"))
+        if verdict is True:
+            return None
+        if verdict is False:
+            return refused
+        return (ReasonCode.CUSTOM_VALIDATOR,
+                _one_line(f"validator `{name}` failed: it returned `{verdict!r}`, not a bool"))
+
+    return check
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _arg_failure(p: CompiledSyscallPolicy, syscall: str, args: tuple[str, ...], check7: Callable | None):
     """Check 6 (each constrained index, ascending), then an args-only check 7."""
     for index, pattern, check in p.args:
         if index >= len(args):
@@ -119,9 +150,7 @@ def _arg_failure(p: CompiledSyscallPolicy, syscall: str, args: tuple[str, ...]):
         if not check(args[index]):
             return (ReasonCode.ARG_CONSTRAINT,
                     f"argument {index} of {syscall} `{args[index]}` does not match {pattern}")
-    if p.args_only_validator and not p.validator(_ArgsOnly(args)):
-        return (ReasonCode.CUSTOM_VALIDATOR, f"custom validator {p.validator_name} refused {syscall}")
-    return None
+    return None if check7 is None else check7(_ArgsOnly(args))
 
 
 class _ArgsOnly:
@@ -177,7 +206,7 @@ class CompiledPolicy:
     def __init__(self, graph: ZtaPolicyGraph):
         self.graph = graph
         self.version = graph.version
-        self.canonical_json = canonical_json(graph)
+        self.canonical_json = policy_json(graph)
         self.digest = digest(self.canonical_json)
         self.mode = graph.enforcement_mode
         self.default_allow = graph.default_action is DefaultAction.ALLOW

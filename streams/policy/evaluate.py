@@ -76,8 +76,8 @@ def evaluate(
                 failure = checks.arg_verdicts[ctx.args]
             except TypeError:  # args given as a list rather than the declared tuple
                 failure = checks.arg_verdicts[tuple(ctx.args)]
-        if failure is None and checks.validator is not None and not checks.validator(ctx):
-            failure = checks.validator_failure
+        if failure is None and checks.validator is not None:  # check 7, fails closed
+            failure = checks.validator(ctx)
     if failure is not None:
         return _violation(cp, plan, failure, trust, t, now)
     mode = plan.mode

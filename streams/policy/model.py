@@ -179,7 +179,3 @@ class PolicyEvaluationResult(NamedTuple):
     isolation_syscalls: tuple[str, ...] = ()
     forensic_mode: ForensicMode = ForensicMode.FULL
     trust_after: float | None = None
-
-    @property
-    def compliant(self) -> bool:
-        return self.reason_code is None

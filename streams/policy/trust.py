@@ -27,12 +27,6 @@ def round6(x: float) -> float:
     return (n + 1 if f > 0.5 else n) / 1e6
 
 
-def base_trust(vector_score: float | None, adaptive: float | None, model: TrustModel) -> float:
-    """min(trust vector score or 1.0, adaptive trust or the baseline)."""
-    t = model.baseline if adaptive is None else adaptive
-    return t if vector_score is None else min(vector_score, t)
-
-
 def effective_trust(base: float, adjustment: float) -> float:
     """clamp(base + adjustment, 0, 1), rounded."""
     x = base + adjustment
@@ -54,9 +48,3 @@ def sum_adjustments(adjustments: list[float]) -> float:
         total += a
     return total
 
-
-class TrustTable(dict):
-    """In-memory adaptive trust per identity (replay; the stream uses a Faust table)."""
-
-    def trust_of(self, identity: str) -> float | None:
-        return self.get(identity)

@@ -35,7 +35,11 @@ from streams.stack.process import (
 
 KAFKA_VERSION = "3.9.1"
 HEAP = "512m"
-POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
+# Installed from a wheel: the data package streams.stack._kafka (pyproject.toml);
+# in a source checkout or an editable install: deploy/kafka/pom.xml.
+_INSTALLED_POM = Path(__file__).resolve().parent / "_kafka" / "pom.xml"
+_SOURCE_POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
+POM = _INSTALLED_POM if _INSTALLED_POM.is_file() else _SOURCE_POM
 MAIN_CLASS = "kafka.Kafka"
 
 # librdkafka logs every refused connection; a health probe expects refusals.
@@ -151,7 +155,7 @@ class KafkaBroker:
                 f"Kafka {KAFKA_VERSION} jars can be fetched once into `{self.libs}`"
             )
         if not POM.exists():
-            raise StackError(f"`{POM}` is missing: run `trustctl stack up` from a source checkout")
+            raise StackError(f"`{POM}` is missing: reinstall the package, or run from a source checkout")
         partial = self.libs.with_name("libs.partial")
         shutil.rmtree(partial, ignore_errors=True)
         self.report(f"fetching Kafka {KAFKA_VERSION} jars with Maven into {self.libs} (once)")

@@ -1,13 +1,13 @@
 """End-to-end: shim -> Kafka -> worker -> decisions, violations, quarantines, redzone.
 
-The same semantics offline and in the stream: every conformance folder
-published through the shim must give the decisions of its expected.jsonl.
+The same semantics offline and in the stream: every conformance folder of
+tests/cases/ published through the shim must give the decisions of its
+expected.jsonl.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -15,11 +15,11 @@ import redis
 
 from streams.codec.avro import codec
 from tests.integration.pipeline import Pipeline, normalise, wait_for
+from tests.unit.test_conformance import CASES, case_folders
 
 pytestmark = pytest.mark.integration
 
-SHARED = Path(os.environ.get("TRUST_SHARED_DIR") or Path(__file__).resolve().parents[2].parent / "shared")
-CONFORMANCE = sorted(p for p in (SHARED / "conformance").iterdir() if (p / "expected.jsonl").is_file())
+CONFORMANCE = case_folders()  # every folder of tests/cases/, found by listing it
 FIELDS = ("allowed", "action", "reason_code", "policy_version", "mode")
 
 
@@ -115,8 +115,26 @@ def test_malformed_input_goes_to_the_dlq_and_the_rest_is_decided(pipeline, tmp_p
     assert sorted(d["event_id"] for d in p.decisions(2)) == ["ev-1", "ev-3"]
 
 
+def test_event_with_a_timestamp_that_is_not_rfc3339_goes_to_the_dlq_naming_the_field(pipeline, tmp_path):
+    p = pipeline("timestamp")
+    (tmp_path / "p.yaml").write_text(POLICY_V1)
+    p.publish(tmp_path / "p.yaml")
+    p.start()
+    bad = event(2, "read", ["a"])
+    bad["timestamp"] = "yesterday"
+    p.send([event(1, "read", ["a"]), bad, event(3, "ptrace", ["1"]), event(4, "read", ["b"])])
+    [dead] = p.read("dlq", "DeadLetter", 1)
+    assert dead["error_code"] == "event_invalid" and dead["event_index"] == 1
+    assert "`timestamp`" in dead["reason"] and "yesterday" in dead["reason"]
+    assert dead["topic"] == p.settings.topic("events")
+    decided = {d["event_id"]: d for d in p.decisions(3)}
+    assert sorted(decided) == ["ev-1", "ev-3", "ev-4"]
+    assert decided["ev-1"]["allowed"] and decided["ev-4"]["allowed"]
+    assert decided["ev-3"]["reason_code"] == "no_policy"
+
+
 def test_worker_restarted_mid_stream_gives_the_same_decisions(pipeline):
-    case = SHARED / "conformance" / "basic"
+    case = CASES / "basic"
     p = pipeline("restart")
     p.publish(case / "policy.yaml")
     p.start()

@@ -1,15 +1,14 @@
-"""Every folder of ../shared/conformance/, run through the real `trustctl replay` CLI.
+"""Every folder of tests/cases/, run through the real `trustctl replay` CLI.
 
-The comparison is the one its README prescribes: same count; per event equal
-`event_id`, `allowed`, `action`, `reason_code`, `policy_version`, `mode`, and
-`trust_score` within 1e-6.  The shared directory is `<repo>/../shared`, or
-`$TRUST_SHARED_DIR`; a missing directory fails the test (never skips).
+The comparison is the one tests/cases/README.md prescribes: same count; per
+event equal `event_id`, `allowed`, `action`, `reason_code`, `policy_version`,
+`mode`, and `trust_score` within 1e-6.  Folders are found by listing
+tests/cases/, so a new one is picked up; none at all fails (never skips).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -17,19 +16,16 @@ import pytest
 
 EXACT = ("event_id", "allowed", "action", "reason_code", "policy_version", "mode")
 TOLERANCE = 1e-6
+CASES = Path(__file__).resolve().parents[1] / "cases"
 
 
-def shared_dir() -> Path:
-    env = os.environ.get("TRUST_SHARED_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared"
+def case_folders() -> list[Path]:
+    """Every folder of tests/cases/, by name (shared with the pipeline test)."""
+    return sorted(p for p in CASES.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
 
 
 def cases() -> list:
-    root = shared_dir() / "conformance"
-    if not root.is_dir():
-        return [pytest.param(None, id="missing-shared-dir")]
-    folders = sorted(p for p in root.iterdir() if p.is_dir())
-    return [pytest.param(p, id=p.name) for p in folders] or [pytest.param(None, id="no-cases")]
+    return [pytest.param(p, id=p.name) for p in case_folders()] or [pytest.param(None, id="no-cases")]
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -39,8 +35,7 @@ def read_jsonl(path: Path) -> list[dict]:
 @pytest.mark.parametrize("case", cases())
 def test_conformance_case(case: Path | None, tmp_path: Path, trustctl: list[str], repo: Path):
     if case is None:
-        pytest.fail(f"no conformance cases under {shared_dir() / 'conformance'} "
-                    "(set TRUST_SHARED_DIR to the shared directory)")
+        pytest.fail(f"no conformance cases under {CASES}")
     for name in ("policy.yaml", "events.jsonl", "expected.jsonl"):
         assert (case / name).is_file(), f"{case.name} lacks {name}"
     out = tmp_path / "got.jsonl"
@@ -64,4 +59,4 @@ def test_conformance_case(case: Path | None, tmp_path: Path, trustctl: list[str]
 
 
 def test_conformance_cases_are_found():
-    assert (shared_dir() / "conformance").is_dir(), f"missing {shared_dir() / 'conformance'}"
+    assert {"basic", "linux-strace"} <= {p.name for p in case_folders()}

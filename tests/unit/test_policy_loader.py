@@ -10,7 +10,7 @@ import yaml
 
 from streams.errors import PolicyError
 from streams.policy import validators
-from streams.policy.canonical import canonical_json
+from streams.policy.canonical import canonical_json, policy_json
 from streams.policy.loader import load_policy, load_policy_file, parse_policy
 from streams.policy.model import DefaultAction, EnforcementMode, TrustModel
 
@@ -101,9 +101,12 @@ def test_score_or_threshold_outside_unit_interval_is_refused(doc, path):
 
 
 def test_bounds_zero_and_one_are_accepted():
-    load_policy({"version": "v1", "trust_thresholds": {"quarantine": 0},
-                 "trust_model": {"baseline": 1, "ceiling": 1, "violation_penalty": 0, "recovery_rate": 1},
-                 "policies": {"a": {"min_trust_score": 0}, "b": {"min_trust_score": 1}}})
+    cp = load_policy({"version": "v1", "trust_thresholds": {"quarantine": 0},
+                      "trust_model": {"baseline": 1, "ceiling": 1, "violation_penalty": 0, "recovery_rate": 1},
+                      "policies": {"a": {"min_trust_score": 0}, "b": {"min_trust_score": 1}}})
+    assert cp.graph.trust_thresholds == {"quarantine": 0.0}
+    assert cp.graph.trust_model == TrustModel(baseline=1.0, ceiling=1.0, violation_penalty=0.0, recovery_rate=1.0)
+    assert [(p.syscall, p.min_trust_score) for p in cp.graph.policies] == [("a", 0.0), ("b", 1.0)]
 
 
 def test_regex_that_does_not_compile_is_refused_with_its_index():
@@ -294,7 +297,16 @@ def test_canonical_json_reloads_to_the_same_digest():
     cp = load_policy(GOOD)
     again = load_policy(json.loads(cp.canonical_json))
     assert again.digest == cp.digest
-    assert canonical_json(again.graph) == cp.canonical_json
+    assert policy_json(again.graph) == cp.canonical_json
+
+
+def test_policy_json_is_canonical_json_except_for_the_order_of_policies():
+    cp = load_policy({"version": "v1", "policies": {"zz": {"min_trust_score": 0.5}, "aa*": {}}})
+    doc = json.loads(cp.canonical_json)
+    assert list(doc["policies"]) == ["zz", "aa*"]
+    in_doc_order = '"zz":{"min_trust_score":0.5},"aa*":{}'
+    assert in_doc_order in cp.canonical_json
+    assert canonical_json(doc) == cp.canonical_json.replace(in_doc_order, '"aa*":{},"zz":{"min_trust_score":0.5}')
 
 
 # --- validators from the registry and from entry points ----------------------------------------
