@@ -47,6 +47,8 @@ class Settings:
     operator_token: str | None = field(default=None, repr=False)
     trace_depth: int = 64
     fetch_wait_ms: int | None = None
+    schema_dir: Path | None = None  # None: the installed schemas (streams/codec/avro.py)
+    codec_compiled: bool = True  # False: fastavro alone (for comparisons in benchmarks)
     # Signing (docs/security.md): paths only, the keys stay in their files.
     policy_verify_keys: tuple[Path, ...] = ()
     audit_signing_key: Path | None = None
@@ -91,6 +93,8 @@ class Settings:
             operator_token=env.get("TRUST_OPERATOR_TOKEN") or None,
             trace_depth=_int(env, "TRUST_TRACE_DEPTH", d.trace_depth),
             fetch_wait_ms=_int(env, "TRUST_FETCH_WAIT_MS", 0) or None,
+            schema_dir=Path(env["TRUST_SCHEMA_DIR"]) if env.get("TRUST_SCHEMA_DIR") else None,
+            codec_compiled=env.get("TRUST_CODEC_COMPILED", "1") != "0",
             policy_verify_keys=tuple(Path(p.strip()) for p in env.get("TRUST_POLICY_VERIFY_KEYS", "").split(",")
                                      if p.strip()),
             audit_signing_key=Path(env["TRUST_AUDIT_SIGNING_KEY"]) if env.get("TRUST_AUDIT_SIGNING_KEY") else None,

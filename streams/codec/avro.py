@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -44,26 +43,28 @@ from fastavro.schema import parse_schema
 from streams.codec._check import compile_checker
 from streams.codec._fast import compile_codec
 from streams.errors import CodecError
+from streams.settings import Settings
 
 NAMESPACE = "forgeone.trust"
 
 
-def _schema_dir() -> Path:
+def _schema_dir(settings: "Settings | None" = None) -> Path:
     """TRUST_SCHEMA_DIR if set; else the schemas a wheel installs as the data
     package ``streams._schemas`` (see pyproject.toml); else the source tree's
     top-level ``schemas/`` (a checkout, an editable install)."""
-    override = os.environ.get("TRUST_SCHEMA_DIR")
+    override = (settings or _SETTINGS).schema_dir
     if override:
-        return Path(override)
+        return override
     package = Path(__file__).resolve().parents[1]
     installed = package / "_schemas"
     return installed if installed.is_dir() else package.parent / "schemas"
 
 
+_SETTINGS = Settings.from_env()  # read once, at import
 SCHEMA_DIR = _schema_dir()
 MAGIC = 0
 # TRUST_CODEC_COMPILED=0 keeps every codec on fastavro alone (for comparisons).
-COMPILED = os.environ.get("TRUST_CODEC_COMPILED", "1") != "0"
+COMPILED = _SETTINGS.codec_compiled
 _HEADER = struct.Struct(">BI")  # magic byte, schema id (Confluent wire format)
 _PRIMITIVES = frozenset(
     ("null", "boolean", "int", "long", "float", "double", "bytes", "string")

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from streams.codec import avro
+from streams.settings import Settings
 from streams.stack import kafka
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,12 +68,11 @@ def test_wheel_declares_trustctl(wheel):
     assert "trustctl = streams.cli.main:main" in wheel.read(entry_points).decode()
 
 
-def test_source_tree_uses_the_top_level_schemas_and_pom(monkeypatch):
-    monkeypatch.delenv("TRUST_SCHEMA_DIR", raising=False)
-    assert avro._schema_dir() == REPO / "schemas"
+def test_source_tree_uses_the_top_level_schemas_and_pom():
+    assert avro._schema_dir(Settings()) == REPO / "schemas"
     assert kafka.POM == REPO / "deploy" / "kafka" / "pom.xml"
 
 
-def test_trust_schema_dir_overrides(monkeypatch, tmp_path):
-    monkeypatch.setenv("TRUST_SCHEMA_DIR", str(tmp_path))
-    assert avro._schema_dir() == tmp_path
+def test_trust_schema_dir_overrides(tmp_path):
+    settings = Settings.from_env({"TRUST_SCHEMA_DIR": str(tmp_path)})
+    assert avro._schema_dir(settings) == tmp_path
