@@ -23,6 +23,7 @@ TOPIC_NAMES = {
     # Beyond SPEC §4: operator commands to the decide agent (README, "Decisions
     # where the spec is silent"); keyed and partitioned like the events.
     "control": "control",
+    "enforcement": "enforcement",  # SPEC §4/§3.1: EnforcementAction records of the shims' actuators
 }
 
 

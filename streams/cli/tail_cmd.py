@@ -20,6 +20,7 @@ KINDS = {  # command word -> (topic kind, schema, field holding a batch or None)
     "dlq": ("dlq", "DeadLetter", None),
     "events": ("events", "SyscallEventBatch", "events"),
     "control": ("control", "TrustControl", None),
+    "enforcement": ("enforcement", "EnforcementAction", None),
 }
 
 

@@ -39,6 +39,7 @@ TOPIC_CONFIG: dict[str, dict[str, str]] = {
     "policy": {"cleanup.policy": "compact", "retention.ms": "-1"},
     "dlq": {"cleanup.policy": "delete", "retention.ms": str(14 * DAY_MS)},
     "control": {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    "enforcement": {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
 }
 
 _QUIET = logging.getLogger("streams.kafka.admin.librdkafka")
