@@ -93,7 +93,7 @@ def test_tail_and_private_write(tmp_path):
 def test_topic_specs_cover_spec_section_4():
     specs = {s.kind: s for s in topic_specs(Settings())}
     assert set(specs) == {"events", "decisions", "violations", "quarantine", "redzone", "policy", "dlq",
-                          "control"}
+                          "control", "enforcement"}
     assert all(s.partitions == 6 and s.replication_factor == 1
                for s in specs.values() if s.kind != "policy")
     assert specs["policy"].partitions == 1  # one key, read whole by every worker
