@@ -20,10 +20,10 @@ TOPIC_NAMES = {
     "redzone": "redzone-events",
     "policy": "policy",
     "dlq": "dlq",
+    "enforcement": "enforcement",  # SPEC §3.1: the EnforcementAction records of the shims' actuators
     # Beyond SPEC §4: operator commands to the decide agent (README, "Decisions
     # where the spec is silent"); keyed and partitioned like the events.
     "control": "control",
-    "enforcement": "enforcement",  # SPEC §4/§3.1: EnforcementAction records of the shims' actuators
 }
 
 

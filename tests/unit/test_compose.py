@@ -31,6 +31,7 @@ SPEC_TOPICS = [
     "trust.redzone-events",
     "trust.policy",
     "trust.dlq",
+    "trust.enforcement",
 ]
 # Beyond SPEC §4 (README, "Decisions where the spec is silent"): created after the SPEC topics.
 EXTENSION_TOPICS = ["trust.control"]
