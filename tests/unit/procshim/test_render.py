@@ -117,3 +117,9 @@ def test_output_positions_are_what_the_kernel_fills_in():
     assert output_positions("read") == {1}
     assert output_positions("newfstatat") == {2}
     assert output_positions("openat") == frozenset()
+
+
+def test_open_flags_in_strace_order(mem):
+    path = mem.cstr("/etc")
+    assert render("openat", (AT_FDCWD, path, 0o2204000, 0, 0, 0), mem)[2] == \
+        "O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_DIRECTORY"
