@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "audit verify": ("--dir", "--anchor", "--quiet", "--key"),
     "audit export": ("--dir", "--from", "--to", "--format", "--identity", "--kind", "--out", "--no-verify"),
     "audit keygen": ("--out",),
+    "shim": ("--identity", "--policy", "--gate", "--gate-timeout", "--gate-fallback", "--no-cgroup", "--shim-id"),
 }
 
 # The operators' HTTP API (method, route).

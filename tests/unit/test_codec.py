@@ -182,6 +182,24 @@ RECORDS: dict[str, dict] = {
         "actor": "operator:alice",
         "timestamp": TS2,
     },
+    "EnforcementAction": {
+        "action_id": "ea-1",
+        "shim_id": "host-a-4242",
+        "process_id": "p-17",
+        "identity_id": "svc-payments",
+        "container_id": "host",
+        "action": "deny",
+        "syscall": "connect",
+        "signal": "SIGSTOP",
+        "mechanism": "seccomp",
+        "command_id": "q-1",
+        "transition_id": "rz-1",
+        "event_id": "e-3",
+        "violating_event_id": "e-2",
+        "delay_ms": 12.5,
+        "reason": "connect is covered by the network isolation of p-17",
+        "timestamp": TS2,
+    },
     "DeadLetter": {
         "topic": "trust.syscall-events",
         "partition": 2,
@@ -207,10 +225,11 @@ ENUMS = {
     "ForensicMode": ["none", "metadata", "full"],
     "QuarantineStatus": ["active", "analyzing", "terminated", "recovered"],
     "TrustControlOp": ["reset_trust"],
+    "EnforcementOp": ["deny", "freeze", "thaw", "kill", "lift"],
 }
 TOPIC_VALUES = [
     "SyscallEventBatch", "DecisionBatch", "Violation", "QuarantineCommand",
-    "RedzoneEvent", "PolicyDocument", "DeadLetter", "TrustControl",
+    "RedzoneEvent", "PolicyDocument", "DeadLetter", "TrustControl", "EnforcementAction",
 ]
 
 

@@ -1,0 +1,131 @@
+"""The shim's overhead on real programs, against strace, in the same run.
+
+    python -m benchmarks.shim_bench [--quick] [--out benchmarks/results/shim_bench.json]
+
+Workloads (each times itself, so start-up costs of the tracers are left out;
+the total wall time is reported too):
+
+- `stat`: 200,000 ``os.stat`` in Python (``newfstatat``, not trapped);
+- `cat`: 2,000 ``cat /etc/hostname`` started by ``sh`` (exec, open, read,
+  write: trapped).
+
+Modes: untraced; ``trustctl shim`` with a policy naming execve, connect,
+ptrace and mount (plus, as always, the network and filesystem classes the
+actuator may need to deny: the TRAPPED set below); ``strace -f`` (every
+syscall, ptrace stops); ``strace -f --seccomp-bpf -e trace=<TRAPPED>``.
+Medians of 3 (1 with --quick).  Needs root, strace, and the broker (the
+shim publishes every event; its topics get a private prefix, deleted after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from streams.policy.loader import load_policy
+from streams.procshim.trapset import plan_for_policy
+
+POLICY = """
+version: shim-bench-1
+default_action: allow
+policies:
+  execve: {}
+  connect: {}
+  ptrace: {}
+  mount: {}
+"""
+STAT = "import os, time\nt = time.perf_counter()\nfor _ in range({n}): os.stat('/')\nprint(time.perf_counter() - t)\n"
+CAT = 's=$(date +%s%N); i=0; while [ $i -lt {n} ]; do cat /etc/hostname >/dev/null; i=$((i+1)); done; ' \
+      'e=$(date +%s%N); echo $(( (e - s) / 1000 ))'
+
+
+def workloads(quick: bool) -> dict[str, tuple[list[str], float]]:
+    """name -> (argv, divisor turning the printed number into seconds)."""
+    n_stat, n_cat = (50_000, 500) if quick else (200_000, 2_000)
+    return {
+        f"stat x{n_stat}": ([sys.executable, "-c", STAT.format(n=n_stat)], 1.0),
+        f"cat x{n_cat} in sh": (["sh", "-c", CAT.format(n=n_cat)], 1e6),
+    }
+
+
+def run_once(prefix: list[str], argv: list[str], divisor: float, env: dict) -> tuple[float, float]:
+    t = time.perf_counter()
+    out = subprocess.run(prefix + argv, env=env, capture_output=True, text=True, timeout=900)
+    wall = time.perf_counter() - t
+    if out.returncode != 0:
+        raise RuntimeError(f"{prefix + argv[:1]} exited {out.returncode}: {out.stderr[-500:]}")
+    inner = float(out.stdout.strip().splitlines()[-1]) / divisor
+    return inner, wall
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/shim_bench.json"))
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0 or shutil.which("strace") is None:
+        print("needs root and strace (apt-get install strace)", file=sys.stderr)
+        return 2
+    from streams.kafka.admin import ensure_topics
+    from streams.settings import Settings
+
+    env = dict(os.environ, TRUST_TOPIC_PREFIX=f"bench.shim.{uuid.uuid4().hex[:6]}.")
+    settings = Settings.from_env(env)
+    ensure_topics(settings)
+    policy_file = Path(tempfile.mkdtemp()) / "policy.yaml"
+    policy_file.write_text(POLICY)
+    trapped = sorted(plan_for_policy(load_policy(POLICY)).syscalls)
+    trustctl = str(Path(sys.executable).with_name("trustctl"))
+    modes = {
+        "untraced": [],
+        "shim": [trustctl, "shim", "-q", "--policy", str(policy_file), "--"],
+        "strace -f": ["strace", "-f", "-qq", "-o", "/dev/null"],
+        "strace -f --seccomp-bpf": ["strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=" + ",".join(trapped),
+                                    "-o", "/dev/null"],
+    }
+    reps = 1 if args.quick else 3
+    results: dict = {"trapped": trapped, "reps": reps, "workloads": {}}
+    try:
+        for name, (cmd, div) in workloads(args.quick).items():
+            rows = {}
+            for mode, prefix in modes.items():
+                runs = [run_once(prefix, cmd, div, env) for _ in range(reps)]
+                rows[mode] = {"inner_s": statistics.median(r[0] for r in runs),
+                              "wall_s": statistics.median(r[1] for r in runs)}
+            base = rows["untraced"]
+            for row in rows.values():
+                row["inner_x"] = round(row["inner_s"] / base["inner_s"], 2)
+                row["wall_x"] = round(row["wall_s"] / base["wall_s"], 2)
+            results["workloads"][name] = rows
+            print(f"\n{name} (median of {reps}; x = vs untraced)")
+            for mode, row in rows.items():
+                print(f"  {mode:26s} loop {row['inner_s']:8.3f}s {row['inner_x']:6.2f}x   "
+                      f"wall {row['wall_s']:8.3f}s {row['wall_x']:6.2f}x")
+    finally:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(settings.topic_prefix)]
+        if mine:
+            for f in admin.delete_topics(mine, operation_timeout=30).values():
+                try:
+                    f.result(30)
+                except Exception:
+                    pass
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
