@@ -10,7 +10,7 @@ atomically (of two racing writers exactly one transition wins), remembers
 nothing for a command already applied, and tells its followers.  Callers:
 the operators' service (`service.py`), the redzone agent and the worker's
 view follower (the redzone agent module).  One contract suite runs
-against both implementations (`tests/unit/test_redzone_store_contract.py`).
+against both implementations (`tests/integration/test_redzone_store_contract.py`).
 
 A store that cannot reach its backend raises RedzoneUnavailable (an outage,
 retry later); UnknownProcessError and TransitionError are refusals.

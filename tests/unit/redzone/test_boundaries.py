@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PURE = ("streams.redzone.model", "streams.redzone.analysis", "streams.redzone.view",
         "streams.redzone.memory", "streams.redzone.store")
 IO_LIBRARIES = ("redis", "faust", "mode", "aiokafka", "confluent_kafka", "fastavro", "aiohttp")

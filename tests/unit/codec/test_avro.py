@@ -2,7 +2,7 @@
 
 Golden bytes live in ``golden/avro.json`` (schema name -> hex).  A schema
 change that changes the wire fails here on purpose; if the change is
-intended, regenerate with ``python tests/unit/test_codec.py --regen`` and
+intended, regenerate with ``python tests/unit/codec/test_avro.py --regen`` and
 review the diff.
 """
 
