@@ -1,4 +1,4 @@
-"""Avro codec speed on the hot path: the figures behind SPEC §1.1's batching.
+"""Avro codec speed on the hot path: the figures behind docs/behaviour.md §1.1's batching.
 
     python -m benchmarks.codec_bench            # ~20 s
     python -m benchmarks.codec_bench --rounds 50

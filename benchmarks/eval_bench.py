@@ -139,7 +139,7 @@ IDENTITY_RULES = [
 class Workload(NamedTuple):
     doc: dict[str, Any]
     identities: list[dict[str, Any]]  # name, trust (None = unseen), tenant, team
-    records: list[dict[str, Any]]  # SPEC §1.1 event records
+    records: list[dict[str, Any]]  # docs/behaviour.md §1.1 event records
     trusts: list[float | None]  # the fixed adaptive trust of each record's identity
 
 
@@ -286,7 +286,7 @@ def _no_path_traversal() -> str:
 
 
 def _conditions(doc: dict, syscall: str, p: dict) -> list[str]:
-    """The checks of SPEC §2 in order, as Cedar conditions."""
+    """The checks of docs/behaviour.md §2 in order, as Cedar conditions."""
     conds = []
     if p.get("denied_identities") is not None:
         conds.append("!(" + " || ".join(_glob("principal.name", g) for g in p["denied_identities"]) + ")")

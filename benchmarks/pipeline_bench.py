@@ -5,7 +5,7 @@ against a bare Faust agent and a raw confluent-kafka loop measured in the same r
     .venv/bin/python -m benchmarks.pipeline_bench --quick    # ~4 min
 
 Needs the local stack (`trustctl stack up`, TRUST_* variables as for the
-engine).  Every lane of the run gets its own topics (SPEC §4, 6 partitions
+engine).  Every lane of the run gets its own topics (docs/behaviour.md §4, 6 partitions
 each), Faust app id and Redis prefix, deleted at the end.  Results go to
 ``benchmarks/results/pipeline_bench.{json,md,png}`` (``--out`` moves them);
 BENCHMARKS.md explains the method and the figures.

@@ -2,7 +2,7 @@
 input, watermarks, and reading outputs back with their broker timestamps.
 
 Everything here talks to the real stack named by the usual TRUST_* variables.
-Each `Lane` is one isolated set of SPEC §4 topics (own prefix, Faust app id,
+Each `Lane` is one isolated set of docs/behaviour.md §4 topics (own prefix, Faust app id,
 Redis prefix, web port), like `tests/integration/pipeline.py` makes per test.
 """
 
@@ -119,7 +119,7 @@ class CpuProbe:
 
 
 class Lane:
-    """SPEC §4 topics under a fresh prefix, plus the env a worker needs to use them."""
+    """docs/behaviour.md §4 topics under a fresh prefix, plus the env a worker needs to use them."""
 
     def __init__(self, stack: Settings, name: str, partitions: int = 6):
         tag = f"{name}-{uuid.uuid4().hex[:6]}"

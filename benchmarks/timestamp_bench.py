@@ -1,4 +1,4 @@
-"""Cost of the SPEC §1.1 timestamp check on the hot path (every event).
+"""Cost of the docs/behaviour.md §1.1 timestamp check on the hot path (every event).
 
     python -m benchmarks.timestamp_bench             # ~10 s
     python -m benchmarks.timestamp_bench --rounds 20

@@ -35,7 +35,7 @@ class ViolationHandler(Protocol):
 
 
 class DefaultViolationHandler:
-    """SPEC §2 step 6: the policy's `violation_action`; else `quarantine` when
+    """docs/behaviour.md §2 step 6: the policy's `violation_action`; else `quarantine` when
     the trust after the penalty falls below the quarantine threshold; else
     `block` (and always `block` for an already-quarantined process).
 

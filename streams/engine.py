@@ -2,7 +2,7 @@
 
 `TrustEngine` is pure: it holds the running policy, the adaptive trust table
 (any mutable mapping: a dict offline, a Faust table in the stream) and a
-redzone view, and turns each event into the records SPEC §2 says to emit.
+redzone view, and turns each event into the records docs/behaviour.md §2 says to emit.
 Emitting them is the caller's business (replay writes JSON lines; the decide
 agent produces to Kafka).
 """
@@ -50,7 +50,7 @@ class Outcome:
 
 
 def decision_record(ctx: SyscallContext, r: PolicyEvaluationResult) -> dict[str, Any]:
-    """SPEC §2.1 fields, in that order."""
+    """docs/behaviour.md §2.1 fields, in that order."""
     return {
         "event_id": ctx.event_id, "syscall": ctx.syscall, "args": list(ctx.args),
         "identity": identity_record(ctx.identity), "allowed": r.allowed,
@@ -146,6 +146,6 @@ class TrustEngine:
         self._history.pop(identity, None)
 
     def reset_trust(self, identity: str) -> None:
-        """Recovery (SPEC §3) in process: the identity starts again from the baseline."""
+        """Recovery (docs/behaviour.md §3) in process: the identity starts again from the baseline."""
         self.trust[identity] = self.policy.trust_model.baseline
         self.forget_history(identity)

@@ -1,4 +1,4 @@
-"""Syscall events (SPEC §1.1): plain records <-> the engine's SyscallContext.
+"""Syscall events (docs/behaviour.md §1.1): plain records <-> the engine's SyscallContext.
 
 Validation here is what sends a bad event to the dead-letter topic: every
 refusal is an EventError whose message names the field.
@@ -39,7 +39,7 @@ def _day_exists(date: str) -> bool:
 
 
 def is_rfc3339(text: str) -> bool:
-    """True if `text` is an RFC 3339 date-time with a time zone (SPEC §1.1).
+    """True if `text` is an RFC 3339 date-time with a time zone (docs/behaviour.md §1.1).
 
     On the hot path (every event): one precompiled full match, and for days
     29-31 a memoised calendar check.  See benchmarks/timestamp_bench.py.

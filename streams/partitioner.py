@@ -1,4 +1,4 @@
-"""Kafka's default partitioner for keyed records (SPEC §1.1), in pure Python.
+"""Kafka's default partitioner for keyed records (docs/behaviour.md §1.1), in pure Python.
 
 A batch on `trust.syscall-events` holds the events bound for one partition:
 those whose ``identity.id`` Kafka's default partitioner sends there.  This
@@ -112,7 +112,7 @@ class PartitionMap:
     def misplaced(self, identity: str, partition: int) -> str | None:
         """None if `identity` belongs to `partition`; otherwise the reason it does not.
 
-        The reason names both partitions, for the event's dead letter (SPEC §1.1).
+        The reason names both partitions, for the event's dead letter (docs/behaviour.md §1.1).
         """
         home = self(identity)
         if home == partition:

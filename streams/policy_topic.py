@@ -196,7 +196,7 @@ def _signature_of(envelope: dict) -> PolicySignature | None:
 class PolicyGate:
     """Decides whether a published envelope goes into force; records every refusal.
 
-    Without a keyring, as SPEC §1.2 says: a valid document with a new version
+    Without a keyring, as docs/behaviour.md §1.2 says: a valid document with a new version
     (or the running one again) is accepted.  With one, the envelope must
     first carry a signature by a trusted key that verifies over its version,
     digest and signing time, and be signed *after* the document in force

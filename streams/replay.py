@@ -1,4 +1,4 @@
-"""Offline replay: events from a file, decisions as JSON lines (SPEC §2.1).
+"""Offline replay: events from a file, decisions as JSON lines (docs/behaviour.md §2.1).
 
 Streams in constant memory: one event read, decided and written at a time.
 A bad line is reported with its number and reason, counted and skipped.

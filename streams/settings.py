@@ -54,7 +54,7 @@ class Settings:
     audit_signing_key: Path | None = None
 
     def topic(self, kind: str) -> str:
-        """Full topic name for a kind of SPEC §4 (`events`, `decisions`, ...)."""
+        """Full topic name for a kind of docs/behaviour.md §4 (`events`, `decisions`, ...)."""
         try:
             return self.topic_prefix + TOPIC_NAMES[kind]
         except KeyError:

@@ -1,4 +1,4 @@
-"""The shim SDK: send syscall events to `trust.syscall-events` in batches (SPEC §1.1).
+"""The shim SDK: send syscall events to `trust.syscall-events` in batches (docs/behaviour.md §1.1).
 
 A kernel shim calls :meth:`ShimProducer.send` for every event.  Events are
 buffered per **partition** of the events topic: the partition Kafka's default
@@ -243,7 +243,7 @@ class ShimProducer:
     # -- the API a shim uses ---------------------------------------------------
 
     def send(self, event: Mapping[str, Any]) -> None:
-        """Buffer one event (a SPEC §1.1 dict); produce whatever batches are ready.
+        """Buffer one event (a docs/behaviour.md §1.1 dict); produce whatever batches are ready.
 
         Raises CodecError for an invalid event (with `validate`), EventError
         when it has no identity id; nothing is buffered then.  The first call

@@ -39,7 +39,7 @@ ATTACK = (
 
 def generate(identities: int, seed: int = 7, violation_rate: float = 0.03,
              attacker_every: int = 5000, start: datetime | None = None) -> Iterator[dict]:
-    """An endless stream of SyscallEvent records (SPEC §1.1)."""
+    """An endless stream of SyscallEvent records (docs/behaviour.md §1.1)."""
     rng = random.Random(seed)
     t = start or datetime.now(timezone.utc)
     names = [(TOOLS[i % len(TOOLS)], f"{TOOLS[i % len(TOOLS)][5:]}-{1000 + i}") for i in range(identities)]

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "replay", help="decide a JSON-lines or Avro file of syscall events offline",
         description="Decide every event of FILE against the policy, in order; one decision "
-                    "per JSON line (SPEC 2.1). Decision time is the event's timestamp unless "
+                    "per JSON line (docs/behaviour.md §2.1). Decision time is the event's timestamp unless "
                     "--wall-clock.")
     p.add_argument("--policy", required=True, type=Path, help="policy document (YAML or JSON)")
     p.add_argument("--events", required=True, type=Path, help="JSON lines or Avro container file")

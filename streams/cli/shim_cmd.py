@@ -3,7 +3,7 @@
 Every syscall of the program's whole process tree that the policy in force
 names is trapped (seccomp user notification), rendered like strace and
 published as a SyscallEvent; the actuator applies the redzone to the tree
-(SPEC §3.1) and `--gate` holds chosen calls until the engine decides them.
+(docs/behaviour.md §3.1) and `--gate` holds chosen calls until the engine decides them.
 Exit code: the program's (128 + N when a signal N ended it).  Needs root or
 CAP_SYS_ADMIN + CAP_SYS_PTRACE (docs/shim.md).
 """

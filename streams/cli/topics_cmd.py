@@ -1,4 +1,4 @@
-"""`trustctl topics ensure`: create the Kafka topics of SPEC §4 (idempotent)."""
+"""`trustctl topics ensure`: create the Kafka topics of docs/behaviour.md §4 (idempotent)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from streams.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("topics", help="manage the Kafka topics of SPEC §4")
+    parser = subparsers.add_parser("topics", help="manage the Kafka topics of docs/behaviour.md §4")
     actions = parser.add_subparsers(dest="topics_action", metavar="ACTION")
     actions.required = True
     ensure = actions.add_parser(

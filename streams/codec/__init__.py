@@ -1,4 +1,4 @@
-"""Avro codecs for the topic values of SPEC §4 (see :mod:`streams.codec.avro`)."""
+"""Avro codecs for the topic values of docs/behaviour.md §4 (see :mod:`streams.codec.avro`)."""
 
 from streams.codec.avro import (
     MAGIC,

@@ -1,4 +1,4 @@
-"""Avro codecs for the topic values of SPEC §4, on fastavro.
+"""Avro codecs for the topic values of docs/behaviour.md §4, on fastavro.
 
 Schemas live in ``schemas/<namespace>.<Name>.avsc``, one named type per file;
 a file that uses another named type refers to it by full name (for example

@@ -89,7 +89,7 @@ class CompiledSyscallPolicy:
 
 
 class PolicyChecks:
-    """Checks 5-7 of SPEC §2 for one policy applied to one syscall, failures memoised.
+    """Checks 5-7 of docs/behaviour.md §2 for one policy applied to one syscall, failures memoised.
 
     A failure's reason names the syscall, the trust or the argument, so it is
     formatted once per distinct value and then reused.  `validator` is the
@@ -193,7 +193,7 @@ class Plan:
         self.mode = mode
         self.enforced = mode is EnforcementMode.ENFORCE
         self.allowed_reason = allowed_reason
-        # a failure with no policy behind it gets full isolation (SPEC §2, §3)
+        # a failure with no policy behind it gets full isolation (docs/behaviour.md §2, §3)
         self.violation_action = None if policy is None else policy.violation_action
         self.isolation_level = IsolationLevel.FULL if policy is None else policy.isolation_level
         self.isolation_syscalls = () if policy is None else policy.isolation_syscalls
@@ -223,7 +223,7 @@ class CompiledPolicy:
              r.trust_adjustment)
             for r in graph.identity_rules
         )
-        # T -> the new T after a compliant decision / after a violation (SPEC §2.3)
+        # T -> the new T after a compliant decision / after a violation (docs/behaviour.md §2.3)
         self.after_compliant = Memo(lambda t: after_compliant(t, tm))
         self.after_violation = Memo(lambda t: after_violation(t, tm))
         # adjustment -> Memo(base -> effective trust), shared by the plans with that adjustment
@@ -234,7 +234,7 @@ class CompiledPolicy:
         self.plans: dict[str, dict[str, Plan]] = {}
 
     def lookup(self, syscall: str) -> CompiledSyscallPolicy | None:
-        """Exact key first, then the first glob key in document order (SPEC §2.3)."""
+        """Exact key first, then the first glob key in document order (docs/behaviour.md §2.3)."""
         hit = self._exact.get(syscall)
         if hit is not None:
             return hit

@@ -1,4 +1,4 @@
-"""Evaluate one syscall event (SPEC §2): pure, time passed in, no I/O.
+"""Evaluate one syscall event (docs/behaviour.md §2): pure, time passed in, no I/O.
 
 The caller supplies the identity's adaptive trust (None when unseen) and the
 isolation of its process when that process is in the redzone (Active or
@@ -87,7 +87,7 @@ def evaluate(
 
 
 def _violation(cp: CompiledPolicy, plan: Plan, failure, trust, t, now) -> PolicyEvaluationResult:
-    """A failed check 2-7: its action (SPEC §2 step 6) and what the mode makes of it."""
+    """A failed check 2-7: its action (docs/behaviour.md §2 step 6) and what the mode makes of it."""
     code, reason = failure
     penalised = cp.after_violation[t]
     action = plan.violation_action  # the policy's own, if it names one

@@ -1,4 +1,4 @@
-"""The versions a running engine has accepted, in order, and those it refused (SPEC §1.2).
+"""The versions a running engine has accepted, in order, and those it refused (docs/behaviour.md §1.2).
 
 A document is accepted whole or refused whole: `submit` either switches the
 current policy and records the version, or raises and changes nothing.  A
@@ -66,7 +66,7 @@ class PolicyHistory:
     def accept(self, cp: CompiledPolicy, effective_at: str, *, signed_at: str | None = None,
                key_id: str | None = None) -> CompiledPolicy:
         """Make a compiled policy current.  Re-accepting the running version is a
-        no-op; the same version with other content is refused (SPEC §1.2)."""
+        no-op; the same version with other content is refused (docs/behaviour.md §1.2)."""
         cur = self.current
         if cur is not None and cur.version == cp.version:
             if cur.digest == cp.digest:

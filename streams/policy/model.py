@@ -1,4 +1,4 @@
-"""The data of a policy document and of one evaluation (SPEC §1, §2).
+"""The data of a policy document and of one evaluation (docs/behaviour.md §1, §2).
 
 Names follow the seed (`ZtaPolicyGraph`, `SyscallPolicy`, ...) in Python
 style.  Everything here is frozen: a loaded policy never changes; a new
@@ -37,7 +37,7 @@ class DefaultAction(str, Enum):
 
 
 class ReasonCode(str, Enum):
-    """Why a check failed, in SPEC §2 check order."""
+    """Why a check failed, in docs/behaviour.md §2 check order."""
 
     QUARANTINED = "quarantined"
     NO_POLICY = "no_policy"
@@ -110,7 +110,7 @@ class SyscallPolicy:
 
 @dataclass(frozen=True, slots=True)
 class ZtaPolicyGraph:
-    """A validated policy document (SPEC §1.2), in document order."""
+    """A validated policy document (docs/behaviour.md §1.2), in document order."""
 
     version: str
     policies: tuple[SyscallPolicy, ...] = ()
@@ -147,7 +147,7 @@ class IdentityContext(NamedTuple):
 
 
 class SyscallContext(NamedTuple):
-    """One syscall event (SPEC §1.1), as the engine sees it."""
+    """One syscall event (docs/behaviour.md §1.1), as the engine sees it."""
 
     event_id: str
     syscall: str

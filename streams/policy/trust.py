@@ -1,4 +1,4 @@
-"""Adaptive trust arithmetic (SPEC §2.1-2.3), as pure functions.
+"""Adaptive trust arithmetic (docs/behaviour.md §2.1-2.3), as pure functions.
 
 Every value is computed in the order the spec writes it and rounded with
 ``round(x, 6)``, so offline replay and the streaming engine agree to the bit.

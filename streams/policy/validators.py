@@ -1,4 +1,4 @@
-"""Custom validators: named callables `(SyscallContext) -> bool` (SPEC §2.2).
+"""Custom validators: named callables `(SyscallContext) -> bool` (docs/behaviour.md §2.2).
 
 Two are built in; more come from the entry-point group
 ``forgeone_trust.validators`` (loaded once, on first lookup) or from

@@ -1,4 +1,4 @@
-"""The actuator's decisions (SPEC §3.1), pure: no Kafka, no cgroups, time passed in.
+"""The actuator's decisions (docs/behaviour.md §3.1), pure: no Kafka, no cgroups, time passed in.
 
 It follows the quarantine commands and redzone transitions that name the
 shim's own processes and answers each with steps for the supervisor:

@@ -3,7 +3,7 @@
 The shim sees a call when it enters the kernel, so it renders what strace
 shows for the inputs: `AT_FDCWD`, `O_RDONLY|O_CLOEXEC`, paths and buffers read
 from the caller's memory, `{sa_family=AF_UNIX, sun_path="/run/x"}`, argv as a
-list.  Top-level strings lose their quotes (the SPEC §1.1 events of the
+list.  Top-level strings lose their quotes (the docs/behaviour.md §1.1 events of the
 linux-strace case were written that way); strings nested in a structure
 keep them.  Buffers are cut at :data:`STRING_LIMIT` bytes (strace -s 64).
 

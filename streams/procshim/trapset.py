@@ -7,7 +7,7 @@ gated syscalls, and always `execve`/`execveat` (the shim learns of every
 program the tree runs).  A key that matches every syscall (`*`) or
 `default_action: deny` (every syscall is then decided) traps everything.
 
-Names the policy uses that are no x86-64 syscall (SPEC's `open_file`, a
+Names the policy uses that are no x86-64 syscall (the reference's `open_file`, a
 typo) can never be seen; the plan lists them so the shim says so at start.
 """
 

@@ -1,4 +1,4 @@
-"""The redzone: quarantined processes and their lifecycle (SPEC §3).
+"""The redzone: quarantined processes and their lifecycle (docs/behaviour.md §3).
 
 Pure (no Redis, no Kafka): :mod:`~streams.redzone.model` is the state
 machine and the union of isolation levels; :mod:`~streams.redzone.analysis`

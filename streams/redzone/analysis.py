@@ -3,7 +3,7 @@
 The source is the trace the quarantine commands carried (the identity's last
 decisions, `streams.engine.trace_entry`), appended per command by
 `model.apply_quarantine`.  What the report may show follows the process's
-forensic mode (SPEC §3), whatever the entries happen to hold:
+forensic mode (docs/behaviour.md §3), whatever the entries happen to hold:
 
 - `full`: syscall histogram, outcomes, violations by reason code, a timeline
   with arguments and trust, the trust trajectory, first and last seen, and

@@ -1,4 +1,4 @@
-"""The redzone state machine (SPEC §3) as pure code.
+"""The redzone state machine (docs/behaviour.md §3) as pure code.
 
     active -> analyzing -> terminated | recovered
     active -> terminated | recovered

@@ -2,7 +2,7 @@
 
 Redis is the source of truth.  The view is filled from it at start and
 follows its change notifications; the worker's own quarantines apply at once
-(SPEC §3: effective for the very next event, before Redis confirms) and stay
+(docs/behaviour.md §3: effective for the very next event, before Redis confirms) and stay
 *pending* until Redis shows their command applied.  A process's isolation is
 the union of what Redis confirmed and what is pending, so a notification
 that is older than a local quarantine never narrows it.

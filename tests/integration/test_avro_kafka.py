@@ -1,4 +1,4 @@
-"""Avro SyscallEventBatch values through the real broker (SPEC §1.1, §4)."""
+"""Avro SyscallEventBatch values through the real broker (docs/behaviour.md §1.1, §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The shim SDK and the partitioner against the real broker (SPEC §1.1, §4)."""
+"""The shim SDK and the partitioner against the real broker (docs/behaviour.md §1.1, §4)."""
 
 from __future__ import annotations
 

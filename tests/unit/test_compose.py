@@ -2,7 +2,7 @@
 
 Docker is not available on the project's machines, so the compose file is
 checked here instead of being run: every number or name it repeats from
-streams/settings.py, deploy/kafka/pom.xml or SPEC §4 must be the same.
+streams/settings.py, deploy/kafka/pom.xml or docs/behaviour.md §4 must be the same.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from streams.stack import KAFKA_VERSION
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "docs" / "behaviour.md"  # the behaviour spec, same section numbers as the reference
 
-# SPEC §4, in table order.
+# docs/behaviour.md §4, in table order.
 SPEC_TOPICS = [
     "trust.syscall-events",
     "trust.decisions",

@@ -1,4 +1,4 @@
-"""SPEC §1.1: `timestamp` is an RFC 3339 date-time with a time zone, else the event is invalid.
+"""docs/behaviour.md §1.1: `timestamp` is an RFC 3339 date-time with a time zone, else the event is invalid.
 
 The check lives in `context_from_record`, the one validation used offline
 (`trustctl replay`: the line is reported and skipped, the rest decided) and in

@@ -1,4 +1,4 @@
-"""Kafka's default partitioner in pure Python (SPEC §1.1): golden vectors from
+"""Kafka's default partitioner in pure Python (docs/behaviour.md §1.1): golden vectors from
 Kafka's and librdkafka's own test suites; agreement with the real producer is
 in tests/integration/test_shim.py."""
 

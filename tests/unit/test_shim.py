@@ -1,4 +1,4 @@
-"""The shim SDK's batching, without a broker (SPEC §1.1).
+"""The shim SDK's batching, without a broker (docs/behaviour.md §1.1).
 
 A fake producer stands in for confluent-kafka: it answers metadata with a
 partition count and puts each message where the default partitioner puts its

@@ -1,4 +1,4 @@
-"""Avro schemas and codecs (SPEC §4): round trips, golden bytes, wire format, errors.
+"""Avro schemas and codecs (docs/behaviour.md §4): round trips, golden bytes, wire format, errors.
 
 Golden bytes live in ``golden/avro.json`` (schema name -> hex).  A schema
 change that changes the wire fails here on purpose; if the change is

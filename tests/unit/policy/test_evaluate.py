@@ -1,4 +1,4 @@
-"""SPEC §2: every rule of the decision, one small test each, on tiny inline policies."""
+"""docs/behaviour.md §2: every rule of the decision, one small test each, on tiny inline policies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §1.2: what a policy document may hold, every refusal with its path, defaults, digests."""
+"""docs/behaviour.md §1.2: what a policy document may hold, every refusal with its path, defaults, digests."""
 
 from __future__ import annotations
 

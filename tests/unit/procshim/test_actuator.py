@@ -1,4 +1,4 @@
-"""The actuator's steps for SPEC §3.1, the gate book, and cgroup text parsing (pure)."""
+"""The actuator's steps for docs/behaviour.md §3.1, the gate book, and cgroup text parsing (pure)."""
 
 from __future__ import annotations
 

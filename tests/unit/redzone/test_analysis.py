@@ -1,4 +1,4 @@
-"""The forensic report of a quarantined process, per forensic mode (SPEC §3).
+"""The forensic report of a quarantined process, per forensic mode (docs/behaviour.md §3).
 
 Traces come from the real engine (the quarantine command it emits), so the
 report is tested on what the redzone actually stores.

@@ -1,4 +1,4 @@
-"""SPEC §3: the redzone status machine, re-quarantine, idempotent commands, the in-memory store."""
+"""docs/behaviour.md §3: the redzone status machine, re-quarantine, idempotent commands, the in-memory store."""
 
 from __future__ import annotations
 
