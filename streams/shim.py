@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from streams.codec.avro import codec
+from streams.kafka import clients
 from streams.errors import ConfigError, DeliveryError, EventError
 from streams.partitioner import PartitionMap
 from streams.settings import Settings
@@ -208,19 +209,11 @@ class ShimProducer:
         self.shim_id = shim_id or default_shim_id()
         self.topic = topic or settings.topic("events")
         self.counters = ShimCounters()
-        self._config = {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "client.id": f"forgeone-shim-{self.shim_id}",
-            # Java's and aiokafka's default partitioner, and streams.partitioner:
-            # a batch keyed by its first identity lands on the partition it was made for.
-            "partitioner": "murmur2_random",
-            # The shim already lingers per partition; librdkafka adds little.
-            "linger.ms": 1,
-            # Retries neither reorder nor duplicate a partition's batches.
-            "enable.idempotence": True,
-            "acks": "all",
-            **(config or {}),
-        }
+        # murmur2 (as streams.partitioner): a batch keyed by its first identity lands
+        # on the partition it was made for; idempotence: retries neither reorder nor
+        # duplicate a partition's batches; the shim already lingers, librdkafka adds little.
+        self._config = clients.producer_config(settings, f"forgeone-shim-{self.shim_id}",
+                                               **{"linger.ms": 1, **(config or {})})
         if not metadata_refresh_s > 0:
             raise ConfigError(f"metadata refresh must be above 0 seconds, got `{metadata_refresh_s}`")
         self._batcher = EventBatcher(linger_ms / 1000, max_batch)
@@ -421,20 +414,13 @@ class ShimProducer:
         identity = events[0]["identity"]["id"]
         on_delivery = functools.partial(self._on_delivery, identity, partition, seq, count)
         key = identity.encode("utf-8")
-        deadline = None
-        while True:
-            try:
-                producer.produce(self.topic, value=value, key=key, on_delivery=on_delivery)
-                break
-            except BufferError:  # librdkafka's local queue is full: serve it, then retry
-                now = self._clock()
-                if deadline is None:
-                    deadline = now + QUEUE_FULL_TIMEOUT
-                elif now >= deadline:
-                    counters.batches_failed += 1
-                    counters.events_failed += count
-                    raise
-                producer.poll(0.05)
+        try:
+            clients.produce(producer, self.topic, value, key, on_delivery,
+                            timeout=QUEUE_FULL_TIMEOUT, clock=self._clock)
+        except DeliveryError:  # the local queue stayed full: the broker is gone
+            counters.batches_failed += 1
+            counters.events_failed += count
+            raise
         counters.batches_sent += 1
         counters.events_sent += count
         producer.poll(0)

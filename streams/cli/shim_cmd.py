@@ -106,14 +106,12 @@ class _ActionSink:
     """EnforcementAction records to `trust.enforcement`, key = process id."""
 
     def __init__(self, settings):
-        from confluent_kafka import Producer
-
         from streams.codec.avro import codec
+        from streams.kafka import clients
 
         self.topic = settings.topic("enforcement")
         self.codec = codec("EnforcementAction")
-        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all",
-                                  "linger.ms": 1, "enable.idempotence": True})
+        self.producer = clients.producer(settings, "forgeone-shim-actions", **{"linger.ms": 1})
         self.count = 0
 
     def __call__(self, record: dict) -> None:

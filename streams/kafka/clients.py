@@ -79,7 +79,7 @@ def faust_broker(settings: Settings) -> list[str]:
 
 def produce(p, topic: str, value: bytes | None, key: bytes | None,
             on_delivery: Callable | None = None, *, partition: int | None = None,
-            timeout: float = 30.0) -> None:
+            timeout: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
     """Hand one record to librdkafka, waiting for room in its queue if it is full.
 
     Raises DeliveryError when the queue stays full for `timeout` seconds (the
@@ -94,10 +94,10 @@ def produce(p, topic: str, value: bytes | None, key: bytes | None,
             p.produce(topic, value, key, **kwargs)
             return
         except BufferError:  # local queue full: serve callbacks, then retry
-            now = time.monotonic()
+            now = clock()
             if deadline is None:
                 deadline = now + timeout
-            elif now > deadline:
+            elif now >= deadline:
                 raise DeliveryError(f"the producer's queue for `{topic}` stayed full for "
                                     f"{timeout:.0f} s: is the broker reachable?") from None
             p.poll(0.05)

@@ -44,11 +44,12 @@ class Follower(threading.Thread):
 
     def assign_at_end(self) -> None:
         """Fix every partition's start at its current end (blocks; raises ConfigError)."""
-        from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
+        from confluent_kafka import OFFSET_END, KafkaException, TopicPartition
 
-        consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
-                             "group.id": f"forgeone-shim-{os.getpid()}", "enable.auto.commit": False,
-                             "auto.offset.reset": "latest", "fetch.wait.max.ms": 10})
+        from streams.kafka import clients
+
+        consumer = clients.consumer(self.settings, f"forgeone-shim-{os.getpid()}",
+                                    **{"auto.offset.reset": "latest", "fetch.wait.max.ms": 10})
         parts = []
         try:
             meta = consumer.list_topics(timeout=self.timeout)
