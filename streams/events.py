@@ -98,6 +98,31 @@ def context_from_record(rec: Any) -> SyscallContext:
     return SyscallContext(event_id, syscall, tuple(args), identity, timestamp, vector, dna)
 
 
+def context_from_avro(rec: dict) -> SyscallContext:
+    """`context_from_record` for a record the Avro codec decoded (the stream's
+    hot path): the schema already fixed every field's type, so only what it
+    cannot say is checked here: non-empty ids, the timestamp, the score's range."""
+    ident = rec["identity"]
+    event_id, syscall, timestamp = rec["event_id"], rec["syscall"], rec["timestamp"]
+    identity_id, process_id = ident["id"], ident["process_id"]
+    if not (event_id and syscall and identity_id and process_id):
+        return context_from_record(rec)  # raises, naming the empty field
+    if _RFC3339(timestamp) is None or (timestamp[8:10] > "28" and not _day_exists(timestamp[:10])):
+        raise EventError(f"`timestamp` must be an RFC 3339 date-time with a time zone "
+                         f"(like `2026-11-28T12:00:00Z`), got `{timestamp!r}`")
+    tv = rec["trust_vector"]
+    vector = None
+    if tv is not None:
+        score = tv["score"]
+        if not 0.0 <= score <= 1.0:
+            raise EventError(f"`trust_vector.score` must be a number in [0, 1], got `{score!r}`")
+        vector = TrustVector(score)
+    identity = IdentityContext(identity_id, process_id, ident["container_id"], ident["tenant"],
+                               ident["labels"])
+    return SyscallContext(event_id, syscall, tuple(rec["args"]), identity, timestamp, vector,
+                          rec["execution_dna"])
+
+
 def _opt_str(d: Mapping, key: str) -> str | None:
     value = d.get(key)
     if value is not None and not isinstance(value, str):

@@ -67,7 +67,9 @@ class TrustEntry:
 
     def applied(self, offset: int, trust: float | None, step: Step, committed: int | None) -> "TrustEntry":
         """This entry after applying the batch at `offset` (its step recorded)."""
-        keep = self.steps if committed is None else tuple(s for s in self.steps if s.offset >= committed)
+        keep = self.steps
+        if committed is not None and keep and keep[0].offset < committed:  # steps are in offset order
+            keep = tuple(s for s in keep if s.offset >= committed)
         steps = keep + (step,)
         if len(steps) > MAX_STEPS:
             steps = steps[-MAX_STEPS:]

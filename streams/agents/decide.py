@@ -34,7 +34,7 @@ from streams.clock import utc_now
 from streams.codec.avro import codec
 from streams.engine import TrustEngine
 from streams.errors import CodecError, EventError
-from streams.events import context_from_record
+from streams.events import context_from_avro
 from streams.metrics import DecideMetrics
 from streams.partitioner import partition_of
 from streams.redzone.model import Isolation
@@ -145,7 +145,7 @@ class BatchDecider:
         check_home = self.partitions is not None
         for index, rec in enumerate(batch["events"]):
             try:
-                ctx = context_from_record(rec)
+                ctx = context_from_avro(rec)
             except EventError as exc:
                 out.append(self._dead(key, value, source, str(exc), "event_invalid", index))
                 continue

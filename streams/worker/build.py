@@ -49,7 +49,7 @@ log = logging.getLogger("forgeone.trust")
 # How the decide agent takes its input: up to TAKE_MAX messages, or what came
 # within TAKE_WITHIN seconds, decided in one go (BENCHMARKS.md).
 TAKE_MAX = 500
-TAKE_WITHIN = 0.002
+TAKE_WITHIN = 0.005
 
 
 @dataclass(slots=True)

@@ -150,3 +150,29 @@ def test_decide_path_dead_letters_the_bad_timestamp_naming_the_field_and_decides
     assert dead["value"] == value and dead["offset"] == 7
     [out] = [codec("DecisionBatch").decode(e.value) for e in emits if e.kind == "decisions"]
     assert [d["event_id"] for d in out["decisions"]] == ["e-1", "e-3"]
+
+
+def test_the_avro_fast_path_builds_the_same_contexts_as_the_full_check():
+    """context_from_avro trusts the schema for types; for every decoded event it
+    must give exactly what context_from_record gives (and refuse the same)."""
+    import json
+
+    from streams.codec.avro import codec
+    from streams.events import context_from_avro
+
+    from tests.integration.pipeline import normalise
+
+    enc = codec("SyscallEvent")
+    root = Path(__file__).resolve().parents[1] / "cases"
+    records = [json.loads(line) for case in sorted(root.iterdir()) if case.is_dir()
+               for line in (case / "events.jsonl").read_text().splitlines() if line.strip()]
+    assert len(records) > 100
+    for rec in records:
+        decoded = enc.decode(enc.encode(normalise(rec)))
+        assert context_from_avro(decoded) == context_from_record(decoded)
+    bad = enc.decode(enc.encode(normalise(dict(records[0], timestamp="yesterday"))))
+    with pytest.raises(EventError, match="timestamp"):
+        context_from_avro(bad)
+    empty = enc.decode(enc.encode(normalise(dict(records[0], event_id=""))))
+    with pytest.raises(EventError, match="event_id"):
+        context_from_avro(empty)
