@@ -27,6 +27,13 @@ def _int(env: dict, name: str, default: int) -> int:
         raise ConfigError(f"`{name}` must be a whole number, got `{raw}`") from None
 
 
+def _choice(env: dict, name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name) or default
+    if raw not in choices:
+        raise ConfigError(f"`{name}` must be one of {', '.join(choices)}, got `{raw}`")
+    return raw
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -49,6 +56,7 @@ class Settings:
     fetch_wait_ms: int | None = None
     schema_dir: Path | None = None  # None: the installed schemas (streams/codec/avro.py)
     codec_compiled: bool = True  # False: fastavro alone (for comparisons in benchmarks)
+    event_loop: str = "uvloop"  # the worker's asyncio loop: `uvloop` or `aio` (the standard one)
     # Signing (docs/security.md): paths only, the keys stay in their files.
     policy_verify_keys: tuple[Path, ...] = ()
     audit_signing_key: Path | None = None
@@ -95,6 +103,7 @@ class Settings:
             fetch_wait_ms=_int(env, "TRUST_FETCH_WAIT_MS", 0) or None,
             schema_dir=Path(env["TRUST_SCHEMA_DIR"]) if env.get("TRUST_SCHEMA_DIR") else None,
             codec_compiled=env.get("TRUST_CODEC_COMPILED", "1") != "0",
+            event_loop=_choice(env, "TRUST_EVENT_LOOP", ("aio", "uvloop"), d.event_loop),
             policy_verify_keys=tuple(Path(p.strip()) for p in env.get("TRUST_POLICY_VERIFY_KEYS", "").split(",")
                                      if p.strip()),
             audit_signing_key=Path(env["TRUST_AUDIT_SIGNING_KEY"]) if env.get("TRUST_AUDIT_SIGNING_KEY") else None,

@@ -100,6 +100,10 @@ class Worker:
         """Run until stopped (SIGINT/SIGTERM), as `trustctl worker` does."""
         from faust.worker import Worker as FaustWorker
 
+        if self.settings.event_loop == "uvloop":
+            import mode.loop
+
+            mode.loop.use("uvloop")  # sets the policy before Faust makes its loop
         logging.basicConfig(level=logging.INFO)
         FaustWorker(self.app, loglevel="info", quiet=True).execute_from_commandline()
 
