@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "streams.cli.topics_cmd",
     "streams.cli.redzone_cmd",
     "streams.cli.audit_cmd",
+    "streams.cli.commands_cmd",
 )
 
 
