@@ -416,3 +416,13 @@ def test_verify_keys_without_an_operator_key_refuse_before_any_change(keys):
     unsigned = Recorder(Settings(), store=store, clock=lambda: NOW)  # signing off: as before
     run(unsigned.terminate_process("p-1", "operator:alice"))
     assert [rec["signature"] for _, _, rec in unsigned.published] == [None]
+
+
+def test_the_audit_sink_reads_redzone_events_written_before_the_signature_fields(tmp_path):
+    from streams.audit.sink import Sink, SinkOptions
+
+    event = dict(_record("RedzoneEvent"), signature_key_id=None, signature=None)
+    old = codec("RedzoneEvent").encode(event)[:-2]  # the shape before the two null unions existed
+    settings = Settings()
+    _, decoders = Sink(settings, SinkOptions(tmp_path, "g"))._sources()
+    assert decoders[settings.topic("redzone")](old) == event
