@@ -115,6 +115,7 @@ class RedzoneService:
                "forensic_mode": forensic_mode, "trace": list(trace), "policy_version": None,
                "source": actor, "event_id": None, "timestamp": self.clock()}
         self._command.check(cmd)  # an unknown level or mode is refused before anything changes
+        self._check_signing()
         cmd = self._signed("QuarantineCommand", cmd)
         process, event = await self.store.quarantine(cmd, cmd["timestamp"])
         records = [("quarantine", process_id, self._command.encode(cmd))]
@@ -146,7 +147,7 @@ class RedzoneService:
                           control: str | None = None) -> QuarantinedProcess:
         if not actor:
             raise RedzoneError("an operation needs an actor (who does it), e.g. `operator:alice`")
-        self._signed("TrustControl", None)  # no key while signing is on: refused before any change
+        self._check_signing()
         now = self.clock()
         process, event = await self.store.transition(process_id, target, actor, now, reason)
         records = [("redzone", process_id, self._event.encode(self._signed("RedzoneEvent", event)))]
@@ -157,15 +158,15 @@ class RedzoneService:
         await self._emit(records, f"process `{process_id}` is `{target.value}`")
         return process
 
-    def _signed(self, name: str, record: dict | None) -> dict | None:
-        """`record` signed with the operator key (unchanged without one); ConfigError if
-        verify keys are configured here but no key is (checked with `record` None too)."""
-        if self._key is None:
-            if self._verifying:
-                raise ConfigError("TRUST_COMMAND_VERIFY_KEYS is set but TRUST_OPERATOR_SIGNING_KEY is not: "
-                                  "the workers would refuse this change's unsigned records; nothing changed")
-            return record
-        return None if record is None else command_signature.sign_record(name, record, self._key)
+    def _check_signing(self) -> None:
+        """ConfigError, before any change, if verify keys are configured here but no key is."""
+        if self._key is None and self._verifying:
+            raise ConfigError("TRUST_COMMAND_VERIFY_KEYS is set but TRUST_OPERATOR_SIGNING_KEY is not: "
+                              "the workers would refuse this change's unsigned records; nothing changed")
+
+    def _signed(self, name: str, record: dict) -> dict:
+        """`record` signed with the operator key; unchanged without one."""
+        return record if self._key is None else command_signature.sign_record(name, record, self._key)
 
     # -- kafka -------------------------------------------------------------------
     def producer(self):
