@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, MutableMapping, Protocol
+from typing import Any, Callable, MutableMapping, Protocol
 
 from streams.events import identity_record
 from streams.policy.compiled import CompiledPolicy
@@ -104,11 +104,14 @@ class TrustEngine:
     """Decides events in order, keeping adaptive trust and the forensic history."""
 
     def __init__(self, policy: CompiledPolicy, redzone: RedzoneView,
-                 trust: MutableMapping[str, float] | None = None, trace_depth: int = 64):
+                 trust: MutableMapping[str, float] | None = None, trace_depth: int = 64,
+                 sign_quarantine: Callable[[dict[str, Any]], dict[str, Any]] | None = None):
+        """`sign_quarantine`: command -> the signed command (docs/security.md); None: unsigned."""
         self.policy = policy
         self.redzone = redzone
         self.trust: MutableMapping[str, float] = {} if trust is None else trust
         self.trace_depth = trace_depth
+        self.sign_quarantine = sign_quarantine
         self._history: dict[str, deque] = {}
 
     def use_policy(self, policy: CompiledPolicy) -> None:
@@ -138,6 +141,8 @@ class TrustEngine:
         command = None
         if r.mode is ENFORCE and r.action is Action.QUARANTINE:
             command = quarantine_command(ctx, r, history, now)
+            if self.sign_quarantine is not None:
+                command = self.sign_quarantine(command)
             self.redzone.quarantine(command, now)
         return Outcome(r, decision, violation_record(decision, r, before), command)
 

@@ -34,6 +34,10 @@ def _choice(env: dict, name: str, choices: tuple[str, ...], default: str) -> str
     return raw
 
 
+def _path(env: dict, name: str) -> Path | None:
+    return Path(env[name]) if env.get(name) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -60,6 +64,9 @@ class Settings:
     # Signing (docs/security.md): paths only, the keys stay in their files.
     policy_verify_keys: tuple[Path, ...] = ()
     audit_signing_key: Path | None = None
+    engine_signing_key: Path | None = None  # signs the engine's quarantine commands
+    operator_signing_key: Path | None = None  # signs operators' transitions and trust resets
+    command_verify_keys: tuple[Path, ...] = ()  # unset: command signatures not checked
 
     def topic(self, kind: str) -> str:
         """Full topic name for a kind of docs/behaviour.md §4 (`events`, `decisions`, ...)."""
@@ -107,4 +114,8 @@ class Settings:
             policy_verify_keys=tuple(Path(p.strip()) for p in env.get("TRUST_POLICY_VERIFY_KEYS", "").split(",")
                                      if p.strip()),
             audit_signing_key=Path(env["TRUST_AUDIT_SIGNING_KEY"]) if env.get("TRUST_AUDIT_SIGNING_KEY") else None,
+            engine_signing_key=_path(env, "TRUST_ENGINE_SIGNING_KEY"),
+            operator_signing_key=_path(env, "TRUST_OPERATOR_SIGNING_KEY"),
+            command_verify_keys=tuple(Path(p.strip()) for p in env.get("TRUST_COMMAND_VERIFY_KEYS", "").split(",")
+                                      if p.strip()),
         )

@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "audit verify": ("--dir", "--anchor", "--quiet", "--key"),
     "audit export": ("--dir", "--from", "--to", "--format", "--identity", "--kind", "--out", "--no-verify"),
     "audit keygen": ("--out",),
+    "commands keygen": ("--role", "--out"),
     "shim": ("--identity", "--policy", "--gate", "--gate-timeout", "--gate-fallback", "--no-cgroup", "--shim-id"),
 }
 
@@ -71,4 +72,5 @@ ENVIRONMENT: tuple[str, ...] = (
     "TRUST_REPLICATION_FACTOR", "TRUST_SCHEMA_REGISTRY_URL", "TRUST_STACK_DIR", "TRUST_CACHE_DIR",
     "TRUST_APP_ID", "TRUST_WEB_HOST", "TRUST_WEB_PORT", "TRUST_OPERATOR_TOKEN", "TRUST_TRACE_DEPTH",
     "TRUST_FETCH_WAIT_MS", "TRUST_POLICY_VERIFY_KEYS", "TRUST_AUDIT_SIGNING_KEY", "TRUST_EVENT_LOOP",
+    "TRUST_ENGINE_SIGNING_KEY", "TRUST_OPERATOR_SIGNING_KEY", "TRUST_COMMAND_VERIFY_KEYS",
 )

@@ -12,7 +12,8 @@ what makes redelivery decide exactly as the first delivery did:
   batch is decided from its own step: the same trust, the same isolation, so
   the same decisions.  Steps below the committed offset can never be
   redelivered and are dropped.
-- `control_id`: the last trust reset applied (a redelivered reset does nothing).
+- `control_id`: the last trust reset applied (a redelivered reset does nothing);
+  `control_at`: its timestamp (with signed commands, an older reset is a replay).
 
 Pure: plain data and a JSON-ready form for the changelog; no Faust, Kafka or Redis.
 """
@@ -47,6 +48,7 @@ class TrustEntry:
     offset: int = -1
     steps: tuple[Step, ...] = ()
     control_id: str | None = None
+    control_at: str | None = None
 
     def step_at(self, offset: int) -> Step | None:
         for step in self.steps:
@@ -73,17 +75,18 @@ class TrustEntry:
         steps = keep + (step,)
         if len(steps) > MAX_STEPS:
             steps = steps[-MAX_STEPS:]
-        return TrustEntry(trust, offset, steps, self.control_id)
+        return TrustEntry(trust, offset, steps, self.control_id, self.control_at)
 
-    def reset(self, trust: float, control_id: str) -> "TrustEntry":
+    def reset(self, trust: float, control_id: str, control_at: str | None = None) -> "TrustEntry":
         """A trust reset: new trust; the steps stay, so a batch applied before the
         reset and redelivered after it is still decided as it was the first time."""
-        return TrustEntry(trust, self.offset, self.steps, control_id)
+        return TrustEntry(trust, self.offset, self.steps, control_id, control_at)
 
     # -- changelog form (JSON-ready) -----------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
             "trust": self.trust, "offset": self.offset, "control_id": self.control_id,
+            "control_at": self.control_at,
             "steps": [[s.offset, s.trust_before,
                        [[q.index, q.process_id, None if q.before is None else [q.before[0], list(q.before[1])]]
                         for q in s.quarantines]] for s in self.steps],
@@ -94,7 +97,7 @@ class TrustEntry:
         steps = tuple(
             Step(o, t, tuple(QuarantineMark(i, p, None if b is None else (b[0], tuple(b[1]))) for i, p, b in qs))
             for o, t, qs in d.get("steps", ()))
-        return cls(d.get("trust"), d.get("offset", -1), steps, d.get("control_id"))
+        return cls(d.get("trust"), d.get("offset", -1), steps, d.get("control_id"), d.get("control_at"))
 
     @classmethod
     def of(cls, value: Any) -> "TrustEntry | None":

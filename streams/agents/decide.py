@@ -19,7 +19,8 @@ offset is a redelivery: it is decided from the trust and isolation recorded
 for it when it was first applied, and changes nothing (streams/trust_state.py).
 
 `BatchDecider.handle_control` applies TrustControl commands from the control
-topic (recovery resets trust to the baseline, docs/behaviour.md §3).
+topic (recovery resets trust to the baseline, docs/behaviour.md §3); with
+`command_keys` only signed ones (docs/security.md).
 """
 
 from __future__ import annotations
@@ -29,15 +30,17 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Callable, MutableMapping
 
+from streams import command_signature
 from streams.trust_state import QuarantineMark, Step, TrustEntry
 from streams.clock import utc_now
 from streams.codec.avro import codec
 from streams.engine import TrustEngine
-from streams.errors import CodecError, EventError
+from streams.errors import CodecError, EventError, SignatureError
 from streams.events import context_from_avro
 from streams.metrics import DecideMetrics
 from streams.partitioner import partition_of
 from streams.redzone.model import Isolation
+from streams.signing import Keyring
 
 _ACTION = itemgetter("action")
 _EMPTY = TrustEntry()
@@ -84,10 +87,13 @@ class BatchDecider:
     def __init__(self, engine: TrustEngine, state: MutableMapping[str, TrustEntry],
                  clock: Callable[[], str] = utc_now, metrics: DecideMetrics | None = None,
                  partitions: int | None = None,
-                 committed: Callable[[int], int | None] = lambda partition: None):
+                 committed: Callable[[int], int | None] = lambda partition: None,
+                 command_keys: Keyring | None = None):
         """`partitions`: the events topic's partition count (None: no partition check).
         `committed(partition)`: the partition's last committed offset, if known,
-        below which recorded steps can be dropped."""
+        below which recorded steps can be dropped.  `command_keys`: trust resets
+        must be signed by one of these keys (None: not checked)."""
+        self.command_keys = command_keys
         self.engine = engine
         self.state = state
         self.clock = clock
@@ -97,7 +103,6 @@ class BatchDecider:
         self.dirty: dict[str, int] = {}  # identity -> partition, written at the next commit
         self._home: dict[str, int] = {}  # identity -> its partition (memo of partition_of)
         self._seqs: dict[tuple[int, str], int] = {}  # (partition, shim) -> last seq seen
-        self._control_in = codec("TrustControl")
         self._batch_in = codec("SyscallEventBatch")
         self._decisions_out = codec("DecisionBatch")
         self._violation_out = codec("Violation")
@@ -227,24 +232,39 @@ class BatchDecider:
         `reset_trust` sets the identity's trust to the running policy's
         baseline.  The entry remembers the last applied command id, so a
         redelivered reset, even after later events, resets nothing again.
+        With `command_keys`, an unsigned, forged or unknown-key reset, or a
+        genuine one older than the last applied (a replay), changes nothing:
+        it is logged, counted and dead-lettered with its reason.
         """
         try:
-            cmd = self._control_in.decode(value)
+            cmd = command_signature.decode("TrustControl", value)
         except CodecError as exc:
             return [self._dead(key, value, source, str(exc), "undecodable")]
         except Exception as exc:
             return [self._dead(key, value, source, f"undecodable: {type(exc).__name__}: {exc}", "undecodable")]
-        identity = cmd["identity_id"]
-        if key is None or key.decode("utf-8", "replace") != identity:
-            return [self._dead(key, value, source, f"control key `{key!r}` is not the identity id "
-                               f"`{identity}` (the trust table is partitioned by it)", "control_key")]
-        entry = TrustEntry.of(self.state.get(identity)) or _EMPTY
+        keys = self.command_keys
         controls = self.metrics.controls
-        if entry.control_id == cmd["command_id"]:
-            controls["duplicate"] = controls.get("duplicate", 0) + 1
-            return []
+        try:
+            if keys is not None:
+                command_signature.verify_record("TrustControl", cmd, keys)
+            identity = cmd["identity_id"]
+            if key is None or key.decode("utf-8", "replace") != identity:
+                return [self._dead(key, value, source, f"control key `{key!r}` is not the identity id "
+                                   f"`{identity}` (the trust table is partitioned by it)", "control_key")]
+            entry = TrustEntry.of(self.state.get(identity)) or _EMPTY
+            if entry.control_id == cmd["command_id"]:
+                controls["duplicate"] = controls.get("duplicate", 0) + 1
+                return []
+            if keys is not None:
+                command_signature.check_not_before("TrustControl", cmd, entry.control_at,
+                                                   f"the last trust reset of `{identity}`")
+        except SignatureError as exc:
+            command_signature.refuse(exc, f"{source.topic}[{source.partition}]@{source.offset}")
+            controls["refused"] = controls.get("refused", 0) + 1
+            return [self._dead(key, value, source, str(exc), exc.reason)]
         # op is `reset_trust`, the one symbol of TrustControlOp.
-        self.state[identity] = entry.reset(self.engine.policy.trust_model.baseline, cmd["command_id"])
+        self.state[identity] = entry.reset(self.engine.policy.trust_model.baseline, cmd["command_id"],
+                                           cmd["timestamp"])
         self.dirty[identity] = source.partition
         self.engine.forget_history(identity)
         controls["applied"] = controls.get("applied", 0) + 1

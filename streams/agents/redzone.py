@@ -4,6 +4,13 @@ Redis unreachable: the store raises RedzoneUnavailable; the agent retries the
 same command with back-off and says so; it neither crashes nor drops a
 command (the stream waits).  A refusal (RedzoneError) is final for its
 command: it goes to the DLQ.  Time comes from the injected `clock`.
+
+With TRUST_COMMAND_VERIFY_KEYS, every command must carry a signature by one
+of those keys (streams/command_signature.py): an unsigned, forged or
+unknown-key command, or a genuine transition issued before the process
+entered the redzone (a replay), is logged and dead-lettered with its reason
+and Redis is not touched.  With TRUST_ENGINE_SIGNING_KEY, the RedzoneEvents
+it writes are signed.
 """
 
 from __future__ import annotations
@@ -12,10 +19,11 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable
 
+from streams import command_signature
 from streams.agents.decide import Emit, Source
 from streams.clock import utc_now
 from streams.codec.avro import codec
-from streams.errors import CodecError, RedzoneError, RedzoneUnavailable
+from streams.errors import CodecError, RedzoneError, RedzoneUnavailable, SignatureError
 from streams.redzone.redis_store import Backoff, redis_store, with_retry
 from streams.redzone.store import RedzoneStore
 from streams.redzone.view import LocalRedzoneView
@@ -34,9 +42,11 @@ class RedzoneApplier:
         self.clock = clock
         self._sleep = sleep
         self._store = store
-        self._command = codec("QuarantineCommand")
         self._event = codec("RedzoneEvent")
         self._dlq = codec("DeadLetter")
+        self.keyring = command_signature.command_keyring(settings)  # None: signatures not checked
+        self.signer = command_signature.signing_key(settings, command_signature.ENGINE, self.keyring)
+        self.refused = 0
 
     @property
     def store(self) -> RedzoneStore:
@@ -46,9 +56,16 @@ class RedzoneApplier:
 
     async def handle(self, key: bytes | None, value: bytes, source: Source) -> list[Emit]:
         try:
-            cmd = self._command.decode(value)
+            cmd = command_signature.decode("QuarantineCommand", value)
         except CodecError as exc:
             return [self._dead(key, value, source, str(exc), "undecodable")]
+        if self.keyring is not None:
+            try:
+                await self._verify(cmd)
+            except SignatureError as exc:
+                command_signature.refuse(exc, f"{source.topic}[{source.partition}]@{source.offset}")
+                self.refused += 1
+                return [self._dead(key, value, source, str(exc), exc.reason)]
         now = self.clock()
         try:
             if cmd["op"] == "quarantine":
@@ -63,7 +80,20 @@ class RedzoneApplier:
             return [self._dead(key, value, source, str(exc), exc.code)]
         if event is None:
             return []
+        if self.signer is not None:
+            event = command_signature.sign_record("RedzoneEvent", event, self.signer)
         return [Emit("redzone", cmd["process_id"].encode(), self._event.encode(event))]
+
+    async def _verify(self, cmd: dict) -> None:
+        """SignatureError unless `cmd` is signed by a trusted key and, for a transition,
+        issued after its process entered the redzone."""
+        command_signature.verify_record("QuarantineCommand", cmd, self.keyring)
+        if cmd["op"] != "quarantine":
+            pid = cmd["process_id"]
+            current = await with_retry(f"reading {pid}", self.store.get, pid, sleep=self._sleep)
+            if current is not None:
+                command_signature.check_not_before("QuarantineCommand", cmd, current.quarantined_at,
+                                                   f"process `{pid}` entered the redzone")
 
     def _dead(self, key, value, source: Source, reason: str, code: str) -> Emit:
         return Emit("dlq", key, self._dlq.encode({

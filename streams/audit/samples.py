@@ -56,7 +56,7 @@ def redzone_event(event_id: str, ident: str, process: str, when: str) -> dict:
         "event_id": event_id, "process_id": process, "identity_id": ident, "from_status": None,
         "to_status": "active", "isolation_level": "network", "isolation_syscalls": [],
         "reason": "trust below quarantine threshold", "actor": "engine", "command_id": None,
-        "timestamp": when,
+        "timestamp": when, "signature_key_id": None, "signature": None,
     }
 
 

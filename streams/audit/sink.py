@@ -168,6 +168,9 @@ class Sink:
 
     # -- setup -------------------------------------------------------------------
     def _sources(self) -> tuple[dict[str, Source], dict[str, Callable[[bytes], dict]]]:
+        from functools import partial
+
+        from streams import command_signature
         from streams.codec.avro import codec
         from streams.policy_topic import decode_policy
 
@@ -176,8 +179,10 @@ class Sink:
         for source in SOURCES:
             topic = self.settings.topic(source.topic_kind)
             sources[topic] = source
-            # policy values written before the signature fields still decode
+            # policy values and redzone events written before their signature fields still decode
             decode = decode_policy if source.schema == "PolicyDocument" else codec(source.schema).decode
+            if source.schema == "RedzoneEvent":
+                decode = partial(command_signature.decode, "RedzoneEvent")
             decoders[topic] = _decoder(decode, wire)
         return sources, decoders
 

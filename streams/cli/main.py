@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "streams.cli.redzone_cmd",
     "streams.cli.audit_cmd",
     "streams.cli.shim_cmd",
+    "streams.cli.commands_cmd",
 )
 
 

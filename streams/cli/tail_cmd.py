@@ -46,7 +46,11 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     spec = KINDS[args.what]
     topic, batch_field = settings.topic(spec.kind), spec.batch_field
-    dec = codec(spec.schema)
+    from streams import command_signature
+
+    # commands and redzone events written before their signature fields still decode
+    decode = (lambda v: command_signature.decode(spec.schema, v)) if spec.schema in command_signature.PURPOSES \
+        else codec(spec.schema).decode
     consumer = clients.consumer(settings, "trustctl-tail")
     printed = 0
     try:
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             if msg.offset() >= ends[msg.partition()][1] - 1:
                 remaining.discard(msg.partition())
             try:
-                record = dec.decode(msg.value())
+                record = decode(msg.value())
             except TrustError as exc:
                 print(f"trustctl: partition {msg.partition()} offset {msg.offset()}: {exc}", file=sys.stderr)
                 continue

@@ -19,6 +19,11 @@ is applied but its record was not delivered.
 Redis unreachable is RedzoneUnavailable (from the store), raised to the
 caller: an operator is answered at once, never kept waiting on retries.
 
+With TRUST_OPERATOR_SIGNING_KEY every record published is signed with it
+(docs/security.md).  With TRUST_COMMAND_VERIFY_KEYS set here but no signing
+key, a change is refused before anything is touched: the workers would
+refuse its unsigned records (a recovery whose trust reset never applies).
+
 No network in `__init__`: the Redis client connects on first use and the
 Kafka producer is created on the first record.
 """
@@ -29,9 +34,10 @@ import asyncio
 import uuid
 from typing import Any, Callable, Mapping
 
+from streams import command_signature
 from streams.clock import utc_now
 from streams.codec.avro import codec
-from streams.errors import DeliveryError, RedzoneError
+from streams.errors import ConfigError, DeliveryError, RedzoneError
 from streams.redzone.analysis import forensic_report
 from streams.redzone.model import QuarantinedProcess, QuarantineStatus, unknown_process
 from streams.redzone.store import RedzoneStore
@@ -60,6 +66,9 @@ class RedzoneService:
         self._event = codec("RedzoneEvent")
         self._control = codec("TrustControl")
         self._command = codec("QuarantineCommand")
+        keyring = command_signature.command_keyring(settings)
+        self._verifying = keyring is not None
+        self._key = command_signature.signing_key(settings, command_signature.OPERATOR, keyring)
 
     @property
     def store(self) -> RedzoneStore:
@@ -106,10 +115,12 @@ class RedzoneService:
                "forensic_mode": forensic_mode, "trace": list(trace), "policy_version": None,
                "source": actor, "event_id": None, "timestamp": self.clock()}
         self._command.check(cmd)  # an unknown level or mode is refused before anything changes
+        self._check_signing()
+        cmd = self._signed("QuarantineCommand", cmd)
         process, event = await self.store.quarantine(cmd, cmd["timestamp"])
         records = [("quarantine", process_id, self._command.encode(cmd))]
         if event is not None:
-            records.append(("redzone", process_id, self._event.encode(event)))
+            records.append(("redzone", process_id, self._event.encode(self._signed("RedzoneEvent", event))))
         await self._emit(records, f"process `{process_id}` is quarantined")
         return process
 
@@ -136,15 +147,26 @@ class RedzoneService:
                           control: str | None = None) -> QuarantinedProcess:
         if not actor:
             raise RedzoneError("an operation needs an actor (who does it), e.g. `operator:alice`")
+        self._check_signing()
         now = self.clock()
         process, event = await self.store.transition(process_id, target, actor, now, reason)
-        records = [("redzone", process_id, self._event.encode(event))]
+        records = [("redzone", process_id, self._event.encode(self._signed("RedzoneEvent", event)))]
         if control is not None:
-            records.append(("control", process.identity_id, self._control.encode({
+            records.append(("control", process.identity_id, self._control.encode(self._signed("TrustControl", {
                 "command_id": control, "op": "reset_trust", "identity_id": process.identity_id,
-                "reason": f"process `{process_id}` recovered by {actor}", "actor": actor, "timestamp": now})))
+                "reason": f"process `{process_id}` recovered by {actor}", "actor": actor, "timestamp": now}))))
         await self._emit(records, f"process `{process_id}` is `{target.value}`")
         return process
+
+    def _check_signing(self) -> None:
+        """ConfigError, before any change, if verify keys are configured here but no key is."""
+        if self._key is None and self._verifying:
+            raise ConfigError("TRUST_COMMAND_VERIFY_KEYS is set but TRUST_OPERATOR_SIGNING_KEY is not: "
+                              "the workers would refuse this change's unsigned records; nothing changed")
+
+    def _signed(self, name: str, record: dict) -> dict:
+        """`record` signed with the operator key; unchanged without one."""
+        return record if self._key is None else command_signature.sign_record(name, record, self._key)
 
     # -- kafka -------------------------------------------------------------------
     def producer(self):

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 import faust
 
+from streams import command_signature
 from streams.agents.decide import BatchDecider, Source
 from streams.agents.outputs import OutputProducer
 from streams.trust_state import TrustEntry
@@ -64,15 +66,20 @@ class Worker:
     metrics: DecideMetrics
     trust_table: object
     _decider: BatchDecider | None = field(default=None, repr=False)
+    command_keys: object = None  # Keyring: trust resets must be signed (docs/security.md)
+    engine_key: object = field(default=None, repr=False)  # SigningKey: signs quarantine commands
 
     def decider(self) -> BatchDecider:
         """The decide path, built once the first policy is in force."""
         if self._decider is None:
+            sign = None if self.engine_key is None else partial(
+                command_signature.sign_record, "QuarantineCommand", key=self.engine_key)
             engine = TrustEngine(self.policy.current, self.redzone_view, trust={},
-                                 trace_depth=self.settings.trace_depth)
+                                 trace_depth=self.settings.trace_depth, sign_quarantine=sign)
             self.policy.on_switch = engine.use_policy
             self._decider = BatchDecider(engine, self.trust_table.data, metrics=self.metrics,
-                                         partitions=self.settings.partitions, committed=self.committed)
+                                         partitions=self.settings.partitions, committed=self.committed,
+                                         command_keys=self.command_keys)
         return self._decider
 
     def committed(self, partition: int) -> int | None:
@@ -156,7 +163,9 @@ def build_worker(settings: Settings) -> Worker:
     applier = RedzoneApplier(s)
     follower = RedzoneFollower(s, view)
     metrics = DecideMetrics()
-    worker = Worker(s, app, policy, view, outputs, metrics, trust_table)
+    command_keys = command_signature.command_keyring(s)  # a key that does not load stops the worker here
+    worker = Worker(s, app, policy, view, outputs, metrics, trust_table, command_keys=command_keys,
+                    engine_key=command_signature.engine_signer(s, command_keys))
     hook.append(worker.before_commit)
     control = s.topic("control")
 
@@ -181,6 +190,8 @@ def build_worker(settings: Settings) -> Worker:
     @app.agent(raw_topic("quarantine"), name="redzone", concurrency=1)
     async def redzone(stream):
         """QuarantineCommand -> Redis redzone (atomic) -> RedzoneEvent."""
+        log.info("command signatures %s", f"checked: only key(s) {', '.join(command_keys.ids())}"
+                 if command_keys else "not checked (TRUST_COMMAND_VERIFY_KEYS unset)")
         async for event in stream.events():
             m = event.message
             outputs.send(await applier.handle(m.key, m.value, Source(m.topic, m.partition, m.offset)))

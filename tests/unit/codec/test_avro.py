@@ -150,6 +150,8 @@ RECORDS: dict[str, dict] = {
         "source": "engine",
         "event_id": "e-2",
         "timestamp": TS2,
+        "signature_key_id": "0123456789abcdef0123456789abcdef",
+        "signature": bytes(range(64)),
     },
     "RedzoneEvent": {
         "event_id": "rz-1",
@@ -163,6 +165,8 @@ RECORDS: dict[str, dict] = {
         "actor": "operator:alice",
         "command_id": "q-2",
         "timestamp": TS2,
+        "signature_key_id": "0123456789abcdef0123456789abcdef",
+        "signature": bytes(range(64)),
     },
     "PolicyDocument": {
         "version": "2026-11-28.1",
@@ -181,6 +185,8 @@ RECORDS: dict[str, dict] = {
         "reason": "process `p-17` recovered by operator:alice",
         "actor": "operator:alice",
         "timestamp": TS2,
+        "signature_key_id": "0123456789abcdef0123456789abcdef",
+        "signature": bytes(range(64)),
     },
     "EnforcementAction": {
         "action_id": "ea-1",
