@@ -6,6 +6,12 @@ key `policy`, signed or not (:mod:`streams.policy_signature`).  Validation
 happens before anything is written: a document the engine would refuse never
 reaches the topic (with verify keys configured on the publishing side, that
 includes its signature).
+
+A record on the topic that is no PolicyDocument (a tombstone, other bytes)
+is read as one with no envelope and the reason (`PublishedPolicy.error`),
+and an envelope whose content raises anything is refused by the gate:
+history lists such records, publish skips them with a warning, and a
+worker refuses them (streams/agents/policy.py).
 """
 
 from __future__ import annotations
