@@ -160,3 +160,7 @@ class RedzoneFollower:
                 delay = self._backoff.next()
                 log.warning("%s for the redzone view; retrying in %.1fs", exc, delay)
                 await self._sleep(delay)
+            except Exception:  # a value in Redis that does not load: resync rather than stop the worker
+                delay = self._backoff.next()
+                log.exception("the redzone view could not follow Redis; resyncing in %.1fs", delay)
+                await self._sleep(delay)

@@ -214,3 +214,40 @@ def test_the_watcher_refuses_whatever_the_gate_raises(monkeypatch):
     assert watcher.offer(envelope("v2")) is False
     assert watcher.current.version == "v1"
     assert watcher.refusals()[-1].reason is RefusalReason.UNDECODABLE
+
+
+class Corrupt(InMemoryRedzoneStore):
+    """Publishes one change that does not load, then behaves."""
+
+    def __init__(self):
+        super().__init__()
+        self.bad = True
+
+    async def follow(self, on_change, on_subscribed=None):
+        if self.bad:
+            self.bad = False
+            await on_subscribed()
+            raise ValueError("Expecting value: line 1 column 1 (char 0)")
+        await super().follow(on_change, on_subscribed)
+
+
+def test_a_change_that_does_not_load_makes_the_view_resync_not_stop(caplog):
+    async def scenario():
+        async def no_sleep(delay):
+            return None
+        store, view = Corrupt(), LocalRedzoneView()
+        follower = RedzoneFollower(Settings(), view, store=store, sleep=no_sleep)
+        task = asyncio.create_task(follower.follow())
+        try:
+            await asyncio.wait_for(follower.ready.wait(), 10)
+            await store.quarantine(codec("QuarantineCommand").decode(command("p-9")), NOW)
+
+            async def until():
+                while view.isolation_of("p-9") is None:
+                    await asyncio.sleep(0.001)
+            await asyncio.wait_for(until(), 10)
+        finally:
+            task.cancel()
+    with caplog.at_level(logging.ERROR, logger="forgeone.trust.redzone"):
+        asyncio.run(scenario())
+    assert "could not follow Redis; resyncing" in caplog.text
