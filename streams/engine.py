@@ -5,6 +5,14 @@
 redzone view, and turns each event into the records docs/behaviour.md §2 says to emit.
 Emitting them is the caller's business (replay writes JSON lines; the decide
 agent produces to Kafka).
+
+A quarantine command's forensic trace is bounded, so a command always fits in
+one Kafka record whatever the events carried (docs/behaviour.md, "Where the
+reference is silent"): each argument (and event id, syscall name) of a trace
+entry is cut to `TRACE_ARG_BYTES` of UTF-8 with a marker saying how long it
+was, the arguments of one entry to `TRACE_ENTRY_BYTES` (the rest replaced by
+one marker), and the whole trace to about `TRACE_BYTES`, the oldest entries
+left out first.  Decisions themselves are not cut here.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, MutableMapping, Protocol
 
 from streams.events import identity_record
+from streams.oversize import cap_strings, cap_text, utf8_size
 from streams.policy.compiled import CompiledPolicy
 from streams.policy.evaluate import Isolation, evaluate
 from streams.policy.model import (
@@ -71,15 +80,45 @@ def violation_record(decision: dict[str, Any], r: PolicyEvaluationResult,
     return v
 
 
+TRACE_ARG_BYTES = 1024  # one argument (or event id, syscall name) of a trace entry, UTF-8, marker included
+TRACE_ENTRY_BYTES = 16 * 1024  # all the arguments of one trace entry
+TRACE_BYTES = 256 * 1024  # one command's trace, about (its strings plus ENTRY_OVERHEAD per entry)
+ENTRY_OVERHEAD = 96  # bytes counted per entry for its fixed fields
+
+
 def trace_entry(decision: dict[str, Any], mode: ForensicMode) -> dict[str, Any]:
-    """One past decision as a forensic trace entry; metadata mode drops arguments."""
+    """One past decision as a forensic trace entry, its strings capped; metadata mode drops arguments."""
     return {
-        "event_id": decision["event_id"], "syscall": decision["syscall"],
-        "args": decision["args"] if mode is ForensicMode.FULL else None,
+        "event_id": cap_text(decision["event_id"], TRACE_ARG_BYTES),
+        "syscall": cap_text(decision["syscall"], TRACE_ARG_BYTES),
+        "args": (cap_strings(decision["args"], TRACE_ARG_BYTES, TRACE_ENTRY_BYTES)
+                 if mode is ForensicMode.FULL else None),
         "allowed": decision["allowed"], "action": decision["action"],
         "reason_code": decision["reason_code"], "trust_score": decision["trust_score"],
         "policy_version": decision["policy_version"], "timestamp": decision["timestamp"],
     }
+
+
+def _entry_size(entry: dict[str, Any]) -> int:
+    size = ENTRY_OVERHEAD + utf8_size(entry["event_id"]) + utf8_size(entry["syscall"])
+    return size + sum(map(utf8_size, entry["args"] or ()))
+
+
+def forensic_trace(history: deque | None, mode: ForensicMode) -> list[dict[str, Any]]:
+    """The trace of a command, oldest first: the newest entries that fit in TRACE_BYTES
+    (the newest always, being at most TRACE_ENTRY_BYTES plus its capped names)."""
+    if mode is ForensicMode.NONE or not history:
+        return []
+    trace: list[dict[str, Any]] = []
+    used = 0
+    for decision in reversed(history):
+        entry = trace_entry(decision, mode)
+        used += _entry_size(entry)
+        if used > TRACE_BYTES and trace:
+            break
+        trace.append(entry)
+    trace.reverse()
+    return trace
 
 
 def quarantine_command(ctx: SyscallContext, r: PolicyEvaluationResult,
@@ -87,7 +126,7 @@ def quarantine_command(ctx: SyscallContext, r: PolicyEvaluationResult,
     """The QuarantineCommand a violation causes; its id derives from the event id,
     so a redelivered event yields the same command and the redzone ignores it."""
     mode = r.forensic_mode
-    trace = [] if mode is ForensicMode.NONE or not history else [trace_entry(d, mode) for d in history]
+    trace = forensic_trace(history, mode)
     level = r.isolation_level.value
     return {
         "command_id": str(uuid.uuid5(_QUARANTINE_NS, f"{ctx.identity.id}/{ctx.event_id}")),

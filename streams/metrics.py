@@ -7,6 +7,10 @@ plain counters, and the text format is a dozen lines.  Why the shapes:
   once per batch (`Counter.update`, counted in C, ~0.1 µs per event),
   violations and dead letters as they happen (plain dict increments), and
   the evaluation latency histogram once per batch, not per event.
+- The robustness counters (redeliveries, shim seq gaps, Redis retries,
+  policy records refused, outputs Kafka refused and what replaced them) are
+  bumped where the thing happens, in the agents; they are rare, so a dict
+  increment is all they cost.
 - Gauges that need I/O (quarantined processes by status from Redis, consumer
   lag from the broker) are measured when ``/metrics`` is scraped, never in
   the decide path; the caller passes them to :func:`render` as families.
@@ -42,11 +46,14 @@ class Histogram:
         self.count += 1
 
 
+REDIS_RETRIERS = ("redzone_agent", "redzone_view")
+
+
 class DecideMetrics:
-    """Counters the decide agent keeps; only ints and dicts, so counting is cheap."""
+    """Counters of one worker (most bumped by the decide agent); only ints and dicts, so counting is cheap."""
 
     __slots__ = ("events", "batches", "decisions", "violations", "dlq", "controls", "latency",
-                 "redelivered", "seq_gaps")
+                 "redelivered", "seq_gaps", "redis_retries", "policy_refused", "outputs_replaced")
 
     def __init__(self) -> None:
         self.events = 0
@@ -58,6 +65,13 @@ class DecideMetrics:
         self.latency = Histogram()
         self.redelivered: dict[str, int] = {}  # "replayed" (from its step) | "unknown" -> batches
         self.seq_gaps = 0  # batches whose shim seq skipped numbers on their partition
+        self.redis_retries: dict[str, int] = {}  # who retried ("redzone_agent" | "redzone_view") -> retries
+        self.policy_refused: dict[str, int] = {}  # refusal reason (RefusalReason value) -> records
+        self.outputs_replaced: dict[tuple[str, str], int] = {}  # (kind, how) -> refused output records
+
+    @staticmethod
+    def bump(counts: dict, key, n: int = 1) -> None:
+        counts[key] = counts.get(key, 0) + n
 
     def families(self) -> list["Family"]:
         h = self.latency
@@ -80,6 +94,24 @@ class DecideMetrics:
             Family("trust_control_commands_total", "counter",
                    "trust control commands (resets) received, applied or duplicate",
                    [({"result": r}, n) for r, n in sorted(self.controls.items())]),
+            Family("trust_redeliveries_total", "counter",
+                   "event batches seen again after a restart or rebalance: `replayed` from their recorded "
+                   "step, `unknown` older than every recorded step (decided with the current trust)",
+                   [({"kind": k}, self.redelivered.get(k, 0)) for k in ("replayed", "unknown")]),
+            Family("trust_seq_gaps_total", "counter",
+                   "event batches whose shim sequence number skipped numbers on their partition (lost batches)",
+                   [({}, self.seq_gaps)]),
+            Family("trust_redis_retries_total", "counter",
+                   "redzone calls retried because Redis could not be reached, by who retried",
+                   [({"component": c}, self.redis_retries.get(c, 0)) for c in REDIS_RETRIERS]),
+            Family("trust_policy_records_refused_total", "counter",
+                   "records on the policy topic refused (the running policy stayed), by reason",
+                   [({"reason": r}, n) for r, n in sorted(self.policy_refused.items())]),
+            Family("trust_outputs_replaced_total", "counter",
+                   "output records Kafka refused, by kind and what was sent instead: `split` or `truncated` "
+                   "(the record made to fit), `dead_lettered` (a dead letter naming why), `retried`, "
+                   "`undeliverable` (nothing could be sent: offsets stay uncommitted)",
+                   [({"kind": k, "how": h}, n) for (k, h), n in sorted(self.outputs_replaced.items())]),
             Family("trust_batch_evaluation_seconds", "histogram",
                    "time to decide one event batch (decode, evaluate, encode)",
                    buckets, h.sum, h.count),

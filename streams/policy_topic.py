@@ -6,6 +6,12 @@ key `policy`, signed or not (:mod:`streams.policy_signature`).  Validation
 happens before anything is written: a document the engine would refuse never
 reaches the topic (with verify keys configured on the publishing side, that
 includes its signature).
+
+A record on the topic that is no PolicyDocument (a tombstone, other bytes)
+is read as one with no envelope and the reason (`PublishedPolicy.error`),
+and an envelope whose content raises anything is refused by the gate:
+history lists such records, publish skips them with a warning, and a
+worker refuses them (streams/agents/policy.py).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import getpass
 import io
 import json
+import logging
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,6 +39,8 @@ from streams.policy.loader import load_policy, load_policy_file
 from streams.policy_signature import PolicySignature
 from streams.settings import Settings
 from streams.signing import Keyring, load_keyring
+
+log = logging.getLogger("forgeone.trust.policy")
 
 POLICY_KEY = b"policy"
 ROLLBACK = RefusalReason.ROLLBACK.value
@@ -67,9 +76,13 @@ def _legacy_schemas() -> tuple[dict, dict]:
     return fastavro.parse_schema(legacy), parsed_schema("PolicyDocument")
 
 
-def decode_policy(value: bytes) -> dict:
+def decode_policy(value: bytes | None) -> dict:
     """A PolicyDocument value, also one written before the signature fields existed
-    (read through Avro schema resolution: its signature fields are null)."""
+    (read through Avro schema resolution: its signature fields are null).
+
+    CodecError for anything else, a tombstone (null value) included."""
+    if value is None:
+        raise CodecError("a null value (a tombstone) is not a policy document")
     try:
         return codec("PolicyDocument").decode(value)
     except CodecError as exc:
@@ -82,6 +95,8 @@ def decode_policy(value: bytes) -> dict:
         if fo.tell() != len(value):
             raise exc from None
         return envelope
+    except Exception as exc:  # a decoder bug: the record is refused, never the reader
+        raise CodecError(f"cannot decode `PolicyDocument`: {type(exc).__name__}: {exc}") from exc
 
 
 def compile_envelope(envelope: dict) -> CompiledPolicy:
@@ -111,7 +126,7 @@ def read_published(settings: Settings, timeout: float = 15.0) -> list[PublishedP
                 msg = consumer.poll(timeout)
                 if msg is None:
                     raise TrustError(f"timed out reading `{topic}` partition {p}")
-                if msg.error() is None and msg.value() is not None:
+                if msg.error() is None:  # a tombstone or undecodable value is listed, with why
                     try:
                         out.append(PublishedPolicy(decode_policy(msg.value()), msg.offset()))
                     except CodecError as exc:
@@ -148,6 +163,9 @@ def publish(settings: Settings, cp: CompiledPolicy, by: str | None = None,
     if signature is not None:
         policy_signature.matches(signature, cp.version, cp.digest, "the signature")
     published = read_published(settings)
+    for p in published:
+        if p.envelope is None:  # a poisoned record: the workers refuse it too
+            log.warning("warning: `%s` offset %d skipped: %s", settings.topic("policy"), p.offset, p.error)
     decoded = [p.envelope for p in published if p.envelope is not None]
     if decoded:
         newest = decoded[-1]
@@ -230,11 +248,13 @@ class PolicyGate:
         except PolicyVersionConflict as exc:
             self._refuse(envelope, RefusalReason.VERSION_CONFLICT, exc)
             raise
-        except (TrustError, KeyError, TypeError, ValueError) as exc:
+        except TrustError as exc:
             self._refuse(envelope, RefusalReason.INVALID, exc)
-            if isinstance(exc, TrustError):
-                raise
-            raise TrustError(f"policy `{version}` is not a valid envelope: {exc}") from exc
+            raise
+        except Exception as exc:  # KeyError, TypeError, ValueError, RecursionError (JSON nested too deep)...
+            message = f"policy `{version}` is not a valid envelope: {type(exc).__name__}: {exc}"
+            self._refuse(envelope, RefusalReason.INVALID, message)
+            raise TrustError(message) from exc
 
     def refuse_undecodable(self, error: Exception) -> PolicyRefusal:
         return self.history.refuse("?", None, None, RefusalReason.UNDECODABLE, str(error))
@@ -250,7 +270,7 @@ class PolicyGate:
                 f"policy `{envelope['version']}` was signed at {sig.signed_at}, not after the policy in "
                 f"force `{cur.version}` (signed at {cur.signed_at}): a rollback", ROLLBACK)
 
-    def _refuse(self, envelope: dict, reason: str, exc: Exception) -> None:
+    def _refuse(self, envelope: dict, reason: str, exc: Exception | str) -> None:
         text = str(exc).strip()
         self.history.refuse(str(envelope.get("version", "?")), envelope.get("digest"),
                             envelope.get("published_at"), reason, text)

@@ -1,6 +1,6 @@
 """The worker's operator HTTP API, on Faust's web server (127.0.0.1 by default).
 
-    GET  /health                      ready?, policy version, isolated processes
+    GET  /health                      ready?, policy version, isolated processes; 503 unless ready
     GET  /metrics                     Prometheus text format
     GET  /redzone[?status=S&identity=I]
     GET  /redzone/{id}                one process (with its trace)
@@ -26,6 +26,15 @@ A mutation may carry a UTF-8 JSON body ``{"reason": ..., "actor": ...}``
 (strings; any other field, or a body that is not such JSON, is a 400; more
 than 64 KiB a 413); the actor is recorded as ``operator:<actor>`` (default
 ``operator:http``).
+
+``/health`` tells the truth: 200 with ``"status": "ok"`` only when the
+worker decides (a policy in force, its redzone view loaded) and the broker
+and Redis answer; otherwise 503 with ``"status": "starting"`` or
+``"unavailable"``, ``unreachable`` naming the dependency (``kafka``,
+``redis``) and ``error`` saying why.  Each dependency is probed off the
+decide path (:class:`Probe`: Redis with one async read, Kafka with a
+metadata request in a thread), at most once per ``Probe.TTL`` seconds
+whatever the request rate, each probe bounded by a timeout.
 
 Every answer is JSON (but /metrics): ``{"error": ..., "code": ...}`` on
 failure.  Redis unreachable is a 503 naming the server (``code``
@@ -85,6 +94,43 @@ class Reply:
 
 def error(status: int, message: str, code: str, **extra: Any) -> Reply:
     return Reply(status, {"error": message, "code": code, **extra})
+
+
+class Probe:
+    """Whether one dependency answers, measured at most once per `ttl` seconds.
+
+    `check` is an async callable that raises when the dependency cannot be
+    reached; it runs under `timeout`.  Concurrent callers share one probe in
+    flight; a caller that goes away does not cancel it.  Time is injected.
+    """
+
+    TTL = 1.5
+
+    def __init__(self, check: Callable[[], Awaitable[Any]], ttl: float = TTL, timeout: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.check, self.ttl, self.timeout, self.clock = check, ttl, timeout, clock
+        self._at: float | None = None
+        self._error: str | None = None
+        self._running: asyncio.Future | None = None
+
+    async def error(self) -> str | None:
+        """None if the dependency answered (recently), else why not."""
+        if self._at is not None and self.clock() - self._at < self.ttl:
+            return self._error
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._probe())
+        return await asyncio.shield(self._running)
+
+    async def _probe(self) -> str | None:
+        try:
+            await asyncio.wait_for(self.check(), self.timeout)
+            error = None
+        except asyncio.TimeoutError:
+            error = f"no answer within {self.timeout:g} s"
+        except Exception as exc:
+            error = str(exc) or type(exc).__name__
+        self._at, self._error, self._running = self.clock(), error, None
+        return error
 
 
 class AuthFailureLimiter:
@@ -170,7 +216,8 @@ class OperatorApi:
                  owned_partitions: Callable[[], set[int]], policy: Any, metrics: DecideMetrics,
                  ready: Callable[[], bool], isolated: Callable[[], int],
                  lag: Callable[[], Mapping[tuple[str, int], int]] | None = None,
-                 limiter: AuthFailureLimiter | None = None):
+                 limiter: AuthFailureLimiter | None = None, probes: Mapping[str, Probe] | None = None):
+        """`probes`: dependency name (``kafka``, ``redis``) -> its Probe, for /health."""
         self.settings = settings
         self.limiter = limiter if limiter is not None else AuthFailureLimiter()
         self.service = service
@@ -181,6 +228,7 @@ class OperatorApi:
         self.ready = ready
         self.isolated = isolated
         self.lag = lag
+        self.probes = dict(probes or {})
 
     # -- authorization ---------------------------------------------------------
     def authorize(self, headers: Mapping[str, str]) -> Reply | None:
@@ -283,12 +331,25 @@ class OperatorApi:
 
     # -- health and metrics ------------------------------------------------------
     async def health(self) -> Reply:
+        names = list(self.probes)
+        errors = await asyncio.gather(*(self.probes[n].error() for n in names))
+        unreachable = [(n, e) for n, e in zip(names, errors) if e is not None]
         p = self.policy_watcher.current
-        return Reply(200, {"status": "ok" if p is not None and self.ready() else "starting",
-                           "policy_version": None if p is None else p.version,
-                           "isolated_processes": self.isolated(),
-                           "policy_signing": bool(getattr(self.policy_watcher, "signing_enabled", False)),
-                           "time": utc_now()})
+        deciding = p is not None and self.ready()
+        status = "unavailable" if unreachable else "ok" if deciding else "starting"
+        body: dict[str, Any] = {"status": status, "ready": status == "ok",
+                                "policy_version": None if p is None else p.version,
+                                "isolated_processes": self.isolated(),
+                                "policy_signing": bool(getattr(self.policy_watcher, "signing_enabled", False)),
+                                "checks": {n: e or "ok" for n, e in zip(names, errors)}, "time": utc_now()}
+        if unreachable:
+            body["unreachable"] = [n for n, _ in unreachable]
+            body["error"] = "; ".join(f"cannot reach {n}: {e}" for n, e in unreachable)
+        elif not deciding:
+            body["error"] = ("no valid policy in force yet" if p is None else
+                             "the redzone view is not loaded yet (quarantines published before the start "
+                             "are being applied)")
+        return Reply(200 if status == "ok" else 503, body)
 
     async def metrics(self) -> Reply:
         families = self.decide_metrics.families()

@@ -3,9 +3,14 @@
 Not a Faust agent: agents share partitions across workers, but every worker
 needs every policy.  A plain aiokafka consumer without a group reads the
 topic from the beginning, accepts each valid document in order (a refused
-one is logged with its errors, recorded in the history with its reason, and
-the running version stays), marks the worker ready once the newest is
-loaded, then follows new ones.
+one is logged with its errors, recorded in the history with its reason,
+counted in the metrics, and the running version stays), marks the worker
+ready once the newest is loaded, then follows new ones.
+
+A poisoned record (a tombstone, bytes that are not a PolicyDocument, an
+envelope whose canonical JSON is not JSON or nests too deep) is refused
+like an invalid document: whatever it raises, the watcher neither stops nor
+crashes the worker, so a restart reading the same record starts as well.
 
 With TRUST_POLICY_VERIFY_KEYS set, a document must also be signed by one of
 those keys, after the document in force (:class:`streams.policy_topic.PolicyGate`,
@@ -21,8 +26,8 @@ from typing import Callable
 
 from aiokafka import AIOKafkaConsumer
 
-from streams.errors import TrustError
 from streams.kafka import clients
+from streams.metrics import DecideMetrics
 from streams.policy.compiled import CompiledPolicy
 from streams.policy.history import PolicyHistory, PolicyRefusal
 from streams.policy_topic import PolicyGate, decode_policy
@@ -33,8 +38,9 @@ log = logging.getLogger("forgeone.trust.policy")
 
 
 class PolicyWatcher:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, metrics: DecideMetrics | None = None):
         self.settings = settings
+        self.metrics = metrics if metrics is not None else DecideMetrics()
         keys = settings.policy_verify_keys
         self.gate = PolicyGate(load_keyring(keys) if keys else None)
         self.history: PolicyHistory = self.gate.history
@@ -61,11 +67,15 @@ class PolicyWatcher:
     def offer(self, envelope: dict) -> bool:
         """Accept one published envelope, or log why not; True if it became current."""
         version = envelope.get("version", "?")
+        refused = len(self.history.refusals())
         try:
             before = self.history.current
             cp = self.gate.offer(envelope)
-        except TrustError as exc:
+        except Exception as exc:  # the gate raises TrustError; anything else is refused all the same
+            if len(self.history.refusals()) == refused:
+                self.gate.refuse_undecodable(f"{type(exc).__name__}: {exc}")
             reason = self.history.refusals()[-1].reason.value
+            self.metrics.bump(self.metrics.policy_refused, reason)
             running = self.current.version if self.current else "none"
             log.error("policy %s refused (%s), running version stays %s: %s", version, reason, running, exc)
             return False
@@ -98,7 +108,7 @@ class PolicyWatcher:
                     pending = {tp for tp, offset in end.items() if offset > 0}
                 for tp, messages in batches.items():
                     for m in messages:
-                        self._offer_bytes(decode, m.value)
+                        self._offer_bytes(decode, m.value, m.offset)
                         if pending is not None and m.offset + 1 >= end.get(tp, 0):
                             pending.discard(tp)
                 if pending == set() and self.current is not None and not self.ready.is_set():
@@ -111,12 +121,13 @@ class PolicyWatcher:
         finally:
             await consumer.stop()
 
-    def _offer_bytes(self, decode, value: bytes) -> None:
+    def _offer_bytes(self, decode, value: bytes | None, offset: int = -1) -> None:
         try:
             envelope = decode(value)
-        except TrustError as exc:
+        except Exception as exc:  # CodecError, a tombstone included; a decoder bug too
             self.gate.refuse_undecodable(exc)
-            log.error("undecodable policy message ignored (undecodable), running version stays %s: %s",
-                      self.current.version if self.current else "none", exc)
+            self.metrics.bump(self.metrics.policy_refused, "undecodable")
+            log.error("policy record at offset %d ignored (undecodable), running version stays %s: %s",
+                      offset, self.current.version if self.current else "none", exc)
             return
         self.offer(envelope)

@@ -3,7 +3,11 @@
 Redis unreachable: the store raises RedzoneUnavailable; the agent retries the
 same command with back-off and says so; it neither crashes nor drops a
 command (the stream waits).  A refusal (RedzoneError) is final for its
-command: it goes to the DLQ.  Time comes from the injected `clock`.
+command: it goes to the DLQ.  So does a record that is not a command (a
+null value, bytes that do not decode) and one whose application fails
+unexpectedly (logged with its traceback): the agent goes on with the next.
+Retries and dead letters are counted in the worker's metrics.  Time comes
+from the injected `clock`.
 
 With TRUST_COMMAND_VERIFY_KEYS, every command must carry a signature by one
 of those keys (streams/command_signature.py): an unsigned, forged or
@@ -24,6 +28,7 @@ from streams.agents.decide import Emit, Source
 from streams.clock import utc_now
 from streams.codec.avro import codec
 from streams.errors import CodecError, RedzoneError, RedzoneUnavailable, SignatureError
+from streams.metrics import DecideMetrics
 from streams.redzone.redis_store import Backoff, redis_store, with_retry
 from streams.redzone.store import RedzoneStore
 from streams.redzone.view import LocalRedzoneView
@@ -37,9 +42,11 @@ TARGETS = {"analyze": "analyzing", "terminate": "terminated", "recover": "recove
 class RedzoneApplier:
     def __init__(self, settings: Settings, store: RedzoneStore | None = None,
                  clock: Callable[[], str] = utc_now,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 metrics: DecideMetrics | None = None):
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics if metrics is not None else DecideMetrics()
         self._sleep = sleep
         self._store = store
         self._event = codec("RedzoneEvent")
@@ -54,11 +61,19 @@ class RedzoneApplier:
             self._store = redis_store(self.settings)
         return self._store
 
-    async def handle(self, key: bytes | None, value: bytes, source: Source) -> list[Emit]:
+    def _retried(self) -> None:
+        self.metrics.bump(self.metrics.redis_retries, "redzone_agent")
+
+    async def handle(self, key: bytes | None, value: bytes | None, source: Source) -> list[Emit]:
+        if value is None:
+            return [self._dead(key, value, source, "a null value (a tombstone) is not a quarantine command",
+                               "undecodable")]
         try:
             cmd = command_signature.decode("QuarantineCommand", value)
         except CodecError as exc:
             return [self._dead(key, value, source, str(exc), "undecodable")]
+        except Exception as exc:  # a decoder bug must not stop the agent
+            return [self._dead(key, value, source, f"undecodable: {type(exc).__name__}: {exc}", "undecodable")]
         if self.keyring is not None:
             try:
                 await self._verify(cmd)
@@ -69,15 +84,20 @@ class RedzoneApplier:
         now = self.clock()
         try:
             if cmd["op"] == "quarantine":
-                _, event = await with_retry(f"quarantining {cmd['process_id']}",
-                                            self.store.quarantine, cmd, now, sleep=self._sleep)
+                _, event = await with_retry(f"quarantining {cmd['process_id']}", self.store.quarantine,
+                                            cmd, now, sleep=self._sleep, on_retry=self._retried)
             else:
                 _, event = await with_retry(f"{cmd['op']} {cmd['process_id']}", self.store.transition,
                                             cmd["process_id"], TARGETS[cmd["op"]], cmd["source"], now,
-                                            cmd["reason"], cmd["command_id"], sleep=self._sleep)
+                                            cmd["reason"], cmd["command_id"], sleep=self._sleep,
+                                            on_retry=self._retried)
         except RedzoneError as exc:
             log.warning("redzone refused command %s: %s", cmd["command_id"], exc)
             return [self._dead(key, value, source, str(exc), exc.code)]
+        except Exception as exc:  # not an outage, not a refusal: keep the command, go on
+            log.exception("redzone command %s could not be applied", cmd.get("command_id"))
+            return [self._dead(key, value, source, f"could not be applied: {type(exc).__name__}: {exc}",
+                               "apply_failed")]
         if event is None:
             return []
         if self.signer is not None:
@@ -96,9 +116,10 @@ class RedzoneApplier:
                                                    f"process `{pid}` entered the redzone")
 
     def _dead(self, key, value, source: Source, reason: str, code: str) -> Emit:
+        self.metrics.bump(self.metrics.dlq, code)
         return Emit("dlq", key, self._dlq.encode({
             "topic": source.topic, "partition": source.partition, "offset": source.offset,
-            "key": key, "value": value, "reason": reason, "error_code": code,
+            "key": key, "value": b"" if value is None else value, "reason": reason, "error_code": code,
             "event_index": None, "timestamp": self.clock()}))
 
 
@@ -122,8 +143,10 @@ class RedzoneFollower:
     CATCH_UP_DEADLINE = 30.0
 
     def __init__(self, settings: Settings, view: LocalRedzoneView, store: RedzoneStore | None = None,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 metrics: DecideMetrics | None = None):
         self.settings = settings
+        self.metrics = metrics if metrics is not None else DecideMetrics()
         self.view = view
         self.store = store if store is not None else redis_store(settings)
         self.ready = asyncio.Event()
@@ -163,6 +186,11 @@ class RedzoneFollower:
             try:
                 await self.store.follow(self.view.apply, on_subscribed=self._resync)
             except RedzoneUnavailable as exc:
+                self.metrics.bump(self.metrics.redis_retries, "redzone_view")
                 delay = self._backoff.next()
                 log.warning("%s for the redzone view; retrying in %.1fs", exc, delay)
+                await self._sleep(delay)
+            except Exception:  # a value in Redis that does not load: resync rather than stop the worker
+                delay = self._backoff.next()
+                log.exception("the redzone view could not follow Redis; resyncing in %.1fs", delay)
                 await self._sleep(delay)

@@ -114,15 +114,19 @@ class Backoff:
 
 
 async def with_retry(what: str, fn: Callable[..., Awaitable[T]], *args: Any,
-                     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> T:
+                     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                     on_retry: Callable[[], None] | None = None) -> T:
     """Run `fn(*args)` until the store answers, backing off from 0.2 s to 30 s.
 
-    Only RedzoneUnavailable is retried; a refusal (any other error) is raised."""
+    Only RedzoneUnavailable is retried (`on_retry` is called before each
+    retry, to count them); a refusal (any other error) is raised."""
     backoff = Backoff()
     while True:
         try:
             return await fn(*args)
         except RedzoneUnavailable as exc:
+            if on_retry is not None:
+                on_retry()
             delay = backoff.next()
             log.warning("%s while %s; retrying in %.1fs", exc, what, delay)
             await sleep(delay)

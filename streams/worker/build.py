@@ -20,10 +20,13 @@ Settings that matter, and why:
   same agent, so a reset lands with the identity's trust table partition.
 - outputs go through one confluent-kafka producer (`agents/outputs.py`),
   flushed before every Faust offset commit (`worker/faustkit.py`).
+- `/health` probes the broker (a metadata request in a thread) and Redis
+  (one read), each at most once per `Probe.TTL` (streams/web.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from functools import partial
@@ -43,7 +46,7 @@ from streams.metrics import DecideMetrics
 from streams.redzone.service import RedzoneService
 from streams.redzone.view import LocalRedzoneView
 from streams.settings import Settings
-from streams.web import OperatorApi, register
+from streams.web import OperatorApi, Probe, register
 from streams.worker.faustkit import TrustApp
 
 log = logging.getLogger("forgeone.trust")
@@ -143,7 +146,8 @@ def make_app(s: Settings, before_commit_flush=None) -> TrustApp:
 def build_worker(settings: Settings) -> Worker:
     """Build one worker from `settings`; nothing connects until it runs."""
     s = settings
-    outputs = OutputProducer(s)
+    metrics = DecideMetrics()
+    outputs = OutputProducer(s, metrics=metrics)
     hook: list = []  # the worker's before_commit, once it exists
     app = make_app(s, lambda: hook[0]())
 
@@ -159,10 +163,9 @@ def build_worker(settings: Settings) -> Worker:
     trust_table = app.Table("trust", default=None, partitions=s.partitions,
                             schema=faust.Schema(key_serializer="json", value_serializer="json"))
     view = LocalRedzoneView()
-    policy = PolicyWatcher(s)
-    applier = RedzoneApplier(s)
-    follower = RedzoneFollower(s, view)
-    metrics = DecideMetrics()
+    policy = PolicyWatcher(s, metrics=metrics)
+    applier = RedzoneApplier(s, metrics=metrics)
+    follower = RedzoneFollower(s, view, metrics=metrics)
     command_keys = command_signature.command_keyring(s)  # a key that does not load stops the worker here
     worker = Worker(s, app, policy, view, outputs, metrics, trust_table, command_keys=command_keys,
                     engine_key=command_signature.engine_signer(s, command_keys))
@@ -204,8 +207,31 @@ def build_worker(settings: Settings) -> Worker:
     async def follow_redzone() -> None:
         await follower.run()
 
+    service = RedzoneService(s)
     register(app, OperatorApi(
-        s, RedzoneService(s), trust=trust_table, owned_partitions=worker.owned_partitions,
+        s, service, trust=trust_table, owned_partitions=worker.owned_partitions,
         policy=policy, metrics=metrics, ready=follower.ready.is_set, isolated=lambda: len(view),
-        lag=lambda: group_lag(s, ("events", "control"), timeout=5.0)))
+        lag=lambda: group_lag(s, ("events", "control"), timeout=5.0),
+        probes={"kafka": Probe(_kafka_probe(s)), "redis": Probe(lambda: service.store.get("~health-probe"))}))
     return worker
+
+
+def _kafka_probe(s: Settings):
+    """An async check that the broker answers a metadata request (run in a thread)."""
+    admin: list = []  # one admin client, made on first use
+
+    def check() -> None:
+        from confluent_kafka import KafkaException
+
+        if not admin:
+            admin.append(clients.admin(s))
+        try:
+            admin[0].list_topics(timeout=1.5)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else exc
+            raise ConnectionError(f"kafka at `{s.kafka_bootstrap}` is unreachable "
+                                  f"({getattr(err, 'str', lambda: str(err))()})") from exc
+
+    async def probe() -> None:
+        await asyncio.get_running_loop().run_in_executor(None, check)
+    return probe

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -90,9 +91,14 @@ class Pipeline:
                                        stderr=subprocess.STDOUT, start_new_session=True)
 
     def health(self) -> dict | None:
+        """The /health body (503 too: starting or unavailable), or None while nothing answers."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.web_port}/health", timeout=1) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.web_port}/health", timeout=5) as r:
                 return json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 503:
+                return json.loads(exc.read())
+            raise
         except OSError:
             if self.worker is not None and self.worker.poll() is not None:
                 raise AssertionError(f"worker exited with {self.worker.returncode}:\n{self.log_tail()}")

@@ -119,7 +119,10 @@ def test_the_api_answers_503_naming_redis_and_the_worker_keeps_running(worker, c
         assert SECRET not in json.dumps(body)
     status, _, text = call(p, "GET", "/metrics")
     assert status == 200 and b'trust_metrics_scrape_errors{source="redis"} 1' in text
-    assert p.health()["status"] == "starting"  # the redzone view cannot be loaded: no decisions yet
+    health = p.health()  # a 503: Redis cannot be reached, so the worker is not ready
+    assert health["status"] == "unavailable" and health["unreachable"] == ["redis"]
+    assert health["checks"]["kafka"] == "ok" and SECRET not in json.dumps(health)
+    assert f"cannot reach redis: redis at `redis://127.0.0.1:{closed_port}/0` is unreachable" in health["error"]
     wait_for("the view follower retrying", lambda: "is unreachable for the redzone view; retrying in"
              in p.log_path.read_text(errors="replace"))
     assert p.worker is not None and p.worker.poll() is None
