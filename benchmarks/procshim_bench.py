@@ -1,6 +1,6 @@
 """The shim's overhead on real programs, against strace, in the same run.
 
-    python -m benchmarks.shim_bench [--quick] [--out benchmarks/results/shim_bench.json]
+    python -m benchmarks.procshim_bench [--quick] [--out benchmarks/results/procshim_bench.json]
 
 Workloads (each times itself, so start-up costs of the tracers are left out;
 the total wall time is reported too):
@@ -70,7 +70,7 @@ def run_once(prefix: list[str], argv: list[str], divisor: float, env: dict) -> t
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/shim_bench.json"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/procshim_bench.json"))
     args = ap.parse_args(argv)
     if os.geteuid() != 0 or shutil.which("strace") is None:
         print("needs root and strace (apt-get install strace)", file=sys.stderr)
