@@ -1,6 +1,6 @@
 """Settings: one object, read from the environment, defaults for the local stack.
 
-Secrets (the Redis password, the operator token) only ever come from the
+Secrets (the Kafka and Redis passwords, the operator token) only ever come from the
 environment; nothing here has a secret default.
 """
 
@@ -27,6 +27,30 @@ def _int(env: dict, name: str, default: int) -> int:
         raise ConfigError(f"`{name}` must be a whole number, got `{raw}`") from None
 
 
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+def _choice(env: dict, name: str, default: str, allowed: tuple[str, ...]) -> str:
+    raw = (env.get(name) or default).strip().upper()
+    if raw not in allowed:
+        raise ConfigError(f"`{name}` must be one of {', '.join(allowed)}, got `{env.get(name)}`")
+    return raw
+
+
+def _flag(env: dict, name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"`{name}` must be 1 or 0, got `{env.get(name)}`")
+
+
+def _path(env: dict, name: str) -> Path | None:
+    return Path(env[name]) if env.get(name) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -50,6 +74,16 @@ class Settings:
     # Signing (docs/security.md): paths only, the keys stay in their files.
     policy_verify_keys: tuple[Path, ...] = ()
     audit_signing_key: Path | None = None
+    # Kafka and Redis security (docs/security.md, deploy/README.md "--secure"): the
+    # passwords only from the environment, never from a file the repository holds.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: str | None = field(default=None, repr=False)
+    kafka_ca_file: Path | None = None
+    redis_username: str | None = None
+    redis_ca_file: Path | None = None
+    stack_secure: bool = False
 
     def topic(self, kind: str) -> str:
         """Full topic name for a kind of SPEC §4 (`events`, `decisions`, ...)."""
@@ -94,4 +128,14 @@ class Settings:
             policy_verify_keys=tuple(Path(p.strip()) for p in env.get("TRUST_POLICY_VERIFY_KEYS", "").split(",")
                                      if p.strip()),
             audit_signing_key=Path(env["TRUST_AUDIT_SIGNING_KEY"]) if env.get("TRUST_AUDIT_SIGNING_KEY") else None,
+            kafka_security_protocol=_choice(env, "TRUST_KAFKA_SECURITY_PROTOCOL", d.kafka_security_protocol,
+                                            KAFKA_SECURITY_PROTOCOLS),
+            kafka_sasl_mechanism=_choice(env, "TRUST_KAFKA_SASL_MECHANISM", d.kafka_sasl_mechanism,
+                                         KAFKA_SASL_MECHANISMS),
+            kafka_username=env.get("TRUST_KAFKA_USERNAME") or None,
+            kafka_password=env.get("TRUST_KAFKA_PASSWORD") or None,
+            kafka_ca_file=_path(env, "TRUST_KAFKA_CA_FILE"),
+            redis_username=env.get("TRUST_REDIS_USERNAME") or None,
+            redis_ca_file=_path(env, "TRUST_REDIS_CA_FILE"),
+            stack_secure=_flag(env, "TRUST_STACK_SECURE"),
         )

@@ -58,6 +58,7 @@ from typing import Any, Protocol
 
 from streams.codec.avro import codec
 from streams.errors import ConfigError, DeliveryError, EventError
+from streams.kafka.clients import security_config
 from streams.partitioner import PartitionMap
 from streams.settings import Settings
 
@@ -210,6 +211,7 @@ class ShimProducer:
         self.counters = ShimCounters()
         self._config = {
             "bootstrap.servers": settings.kafka_bootstrap,
+            **security_config(settings),  # SASL/TLS from the settings (streams/kafka/clients.py)
             "client.id": f"forgeone-shim-{self.shim_id}",
             # Java's and aiokafka's default partitioner, and streams.partitioner:
             # a batch keyed by its first identity lands on the partition it was made for.

@@ -20,6 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     up = actions.add_parser("up", help="start what is not running and wait until it answers")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the broker (60)")
+    up.add_argument("--secure", action="store_true",
+                    help="SASL_SSL + ACLs on Kafka, TLS + ACL users on Redis, one credentials file per "
+                         "role in TRUST_STACK_DIR/security (also TRUST_STACK_SECURE=1); a directory "
+                         "made secure stays secure")
     up.set_defaults(func=_up)
 
     down = actions.add_parser("down", help="stop both services (SIGTERM, SIGKILL after --timeout)")
@@ -39,7 +43,7 @@ def _up(args: argparse.Namespace) -> int:
     from streams import stack
 
     settings = Settings.from_env()
-    started = stack.up(settings, kafka_timeout=args.timeout)
+    started = stack.up(settings, kafka_timeout=args.timeout, secure=args.secure)
     _print_status(stack.status(settings))
     if not started:
         print("stack: already running", file=sys.stderr)
