@@ -84,6 +84,8 @@ class Settings:
     redis_username: str | None = None
     redis_ca_file: Path | None = None
     stack_secure: bool = False
+    # (user, password) the secure stack gives its users instead of generated ones.
+    stack_passwords: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def topic(self, kind: str) -> str:
         """Full topic name for a kind of SPEC §4 (`events`, `decisions`, ...)."""
@@ -138,4 +140,8 @@ class Settings:
             redis_username=env.get("TRUST_REDIS_USERNAME") or None,
             redis_ca_file=_path(env, "TRUST_REDIS_CA_FILE"),
             stack_secure=_flag(env, "TRUST_STACK_SECURE"),
+            stack_passwords=tuple((user, env[name]) for user, name in (
+                ("admin", "TRUST_STACK_PASSWORD_ADMIN"), ("shim", "TRUST_STACK_PASSWORD_SHIM"),
+                ("engine", "TRUST_STACK_PASSWORD_ENGINE"), ("operator", "TRUST_STACK_PASSWORD_OPERATOR"),
+                ("auditor", "TRUST_STACK_PASSWORD_AUDITOR")) if env.get(name)),
         )

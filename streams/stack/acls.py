@@ -92,7 +92,7 @@ def kafka_acls(settings: Settings) -> tuple[Acl, ...]:
     rules += [Acl("engine", T, LIT, topic(k), R) for k in ENGINE_READS]
     rules += [Acl("engine", T, LIT, topic(k), W) for k in ENGINE_WRITES]
     # Faust's own topics: the trust table's changelog, the assignor's leader topic.
-    rules += [Acl("engine", T, PRE, f"{app_id}-", op) for op in (C, R, W, D)]
+    rules += [Acl("engine", T, PRE, f"{app_id}-", op) for op in (C, R, W)]
     rules += [Acl("engine", G, LIT, app_id, R)]
     rules += [Acl("operator", T, LIT, topic(k), W) for k in OPERATOR_WRITES]
     if settings.topic_prefix:

@@ -237,7 +237,7 @@ class KafkaBroker:
         """SASL_SSL for clients, SASL PLAIN between broker and controller, ACLs on."""
         assert self.security is not None
         sec = self.security
-        password = sec.passwords()["kafka"][ADMIN]
+        password = sec.passwords()[ADMIN]
         client, controller = f"{self.host}:{self.port}", f"{self.host}:{self.controller_port}"
         plain = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
                  f'username="{ADMIN}" password="{password}" user_{ADMIN}="{password}";')
@@ -284,7 +284,7 @@ class KafkaBroker:
         else:
             # The broker's own SCRAM user must exist before it can log in to itself;
             # its password goes through a java @argument file (0600), never argv.
-            password = self.security.passwords()["kafka"][ADMIN]
+            password = self.security.passwords()[ADMIN]
             args += ["--add-scram", f"{SASL_MECHANISM}=[name={ADMIN},password={password}]"]
             argfile = self.home / "format.args"
             write_private(argfile, "".join(f'"{a}"\n' for a in args))

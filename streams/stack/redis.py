@@ -76,7 +76,7 @@ class RedisServer:
 
         auth: dict = {"password": self.password}
         if self.security is not None:
-            auth = {"username": ADMIN, "password": self.security.passwords()["redis"][ADMIN],
+            auth = {"username": ADMIN, "password": self.security.passwords()[ADMIN],
                     "ssl": True, "ssl_ca_certs": str(self.security.ca_cert)}
         client = redis.Redis(
             host=self.host,

@@ -27,9 +27,11 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shlex
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -45,6 +47,17 @@ CERT_DAYS = 825
 RENEW_BEFORE_DAYS = 30
 HOSTS = ("localhost",)
 ADDRESSES = ("127.0.0.1", "::1")
+
+
+# What a given password may hold: it goes into JAAS quotes and StorageTool's
+# `[name=...,password=...]`, so no quotes, commas, brackets or `=`.
+PASSWORD = re.compile(r"[A-Za-z0-9_.~+/@%:!^-]{12,}")
+
+
+def check_password(user: str, password: str) -> None:
+    if not PASSWORD.fullmatch(password):
+        raise StackError(f"`TRUST_STACK_PASSWORD_{user.upper()}` must be 12 or more of letters, digits "
+                         "and `_.~+/@%:!^-`")
 
 
 def _sha256(text: str) -> str:
@@ -71,8 +84,8 @@ class StackSecurity:
         """True once this stack directory was made secure (it stays so)."""
         return self.passwords_file.exists()
 
-    def passwords(self) -> dict[str, dict[str, str]]:
-        """{"kafka": {user: password}, "redis": {user: password}}."""
+    def passwords(self) -> dict[str, str]:
+        """{user: password}: one per user, for its Kafka and its Redis account."""
         try:
             return json.loads(self.passwords_file.read_text())
         except (OSError, ValueError) as exc:
@@ -92,40 +105,24 @@ class StackSecurity:
                 "stop it and use another TRUST_STACK_DIR for the secure stack")
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
-        self._ensure_certificates(report)
-        if not self.passwords_file.exists():
-            kafka = {u: secrets.token_urlsafe(24) for u in (ADMIN, *ROLES)}
-            redis = {u: secrets.token_urlsafe(24) for u in (ADMIN, *REDIS_ROLES)}
-            write_private(self.passwords_file, json.dumps({"kafka": kafka, "redis": redis}, indent=2) + "\n")
-            report(f"generated the users' passwords into {self.passwords_file} (mode 0600)")
+        ensure_certificates(self.dir, HOSTS, report)
+        given = dict(self.settings.stack_passwords)
+        for user, password in given.items():
+            check_password(user, password)
+        old = self.passwords() if self.enabled() else {}
+        if formatted and given.get(ADMIN, old.get(ADMIN)) != old.get(ADMIN):
+            raise StackError("`TRUST_STACK_PASSWORD_ADMIN` differs from the admin password this broker was "
+                             f"formatted with (in `{self.passwords_file}`): it cannot change afterwards")
+        passwords = {u: given.get(u) or old.get(u) or secrets.token_urlsafe(24) for u in (ADMIN, *ROLES)}
+        if passwords != old:
+            write_private(self.passwords_file, json.dumps(passwords, indent=2) + "\n")
+            made = sorted(u for u in passwords if u not in given and u not in old)
+            report(f"passwords in {self.passwords_file} (mode 0600)"
+                   + (f"; generated for {', '.join(made)}" if made else ""))
         for role in ROLES:
             body = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in self.role_env(role).items())
             write_private(self.env_file(role), f"# ForgeOne Trust secure stack, role `{role}`. "
                           "Secret: mode 0600, never commit.\n" + body)
-
-    def _ensure_certificates(self, report: Report) -> None:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-
-        now = dt.datetime.now(dt.timezone.utc)
-        if not (self.ca_cert.exists() and self.ca_key.exists()):
-            key, cert = _make_ca(now)
-            write_private(self.ca_key, _key_pem(key))
-            self.ca_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-            self.cert.unlink(missing_ok=True)
-            report(f"made a CA for the stack: {self.ca_cert}")
-        if self.cert.exists() and self.key.exists() and self.keystore.exists():
-            current = x509.load_pem_x509_certificate(self.cert.read_bytes())
-            if current.not_valid_after_utc - now > dt.timedelta(days=RENEW_BEFORE_DAYS):
-                return
-        ca_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
-        ca_cert = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
-        key, cert = _make_server_cert(ca_key, ca_cert, now)
-        cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-        write_private(self.key, _key_pem(key))
-        self.cert.write_text(cert_pem)
-        write_private(self.keystore, _key_pem(key) + cert_pem)
-        report(f"made the server certificate {self.cert} (localhost, 127.0.0.1; {CERT_DAYS} days)")
 
     # -- what clients use ----------------------------------------------------------------
 
@@ -141,18 +138,18 @@ class StackSecurity:
             "TRUST_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
             "TRUST_KAFKA_SASL_MECHANISM": SASL_MECHANISM,
             "TRUST_KAFKA_USERNAME": role,
-            "TRUST_KAFKA_PASSWORD": pw["kafka"][role],
+            "TRUST_KAFKA_PASSWORD": pw[role],
             "TRUST_KAFKA_CA_FILE": str(self.ca_cert),
             # The names the ACLs were made for.
             "TRUST_TOPIC_PREFIX": s.topic_prefix,
             "TRUST_APP_ID": s.app_id,
         }
-        if role in pw["redis"]:
+        if role in REDIS_ROLES:
             env.update({
                 "TRUST_REDIS_URL": self.redis_url(),
                 "TRUST_REDIS_CA_FILE": str(self.ca_cert),
                 "TRUST_REDIS_USERNAME": role,
-                "TRUST_REDIS_PASSWORD": pw["redis"][role],
+                "TRUST_REDIS_PASSWORD": pw[role],
                 "TRUST_REDIS_PREFIX": s.redis_prefix,
             })
         return env
@@ -166,12 +163,13 @@ class StackSecurity:
         """The broker's own user: for the stack's health checks and ACLs only."""
         return dataclasses.replace(
             self.settings, kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism=SASL_MECHANISM,
-            kafka_username=ADMIN, kafka_password=self.passwords()["kafka"][ADMIN],
+            kafka_username=ADMIN, kafka_password=self.passwords()[ADMIN],
             kafka_ca_file=self.ca_cert, redis_url=self.redis_url(), redis_username=ADMIN,
-            redis_password=self.passwords()["redis"][ADMIN], redis_ca_file=self.ca_cert)
+            redis_password=self.passwords()[ADMIN], redis_ca_file=self.ca_cert)
 
     def redis_password_hashes(self) -> dict[str, str]:
-        return {user: _sha256(p) for user, p in self.passwords()["redis"].items()}
+        pw = self.passwords()
+        return {user: _sha256(pw[user]) for user in (ADMIN, *REDIS_ROLES)}
 
 
 def _settings_env(s: Settings) -> dict[str, str]:
@@ -183,6 +181,53 @@ def _settings_env(s: Settings) -> dict[str, str]:
 
 
 # -- certificates ------------------------------------------------------------------------
+
+def ensure_certificates(directory: Path, hosts: tuple[str, ...] = HOSTS, report: Report = lambda m: None) -> None:
+    """A CA (ca.pem, ca.key) and a server certificate it signs (server.pem,
+    server.key, and both as kafka-keystore.pem) for `hosts` (names or IP
+    addresses; 127.0.0.1 and ::1 always), in `directory`; keys mode 0600.
+    Kept while valid for 30 more days and naming the same hosts."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_cert, ca_key = directory / "ca.pem", directory / "ca.key"
+    cert, key, keystore = directory / "server.pem", directory / "server.key", directory / "kafka-keystore.pem"
+    now = dt.datetime.now(dt.timezone.utc)
+    names = _alt_names(hosts)
+    if not (ca_cert.exists() and ca_key.exists()):
+        k, c = _make_ca(now)
+        write_private(ca_key, _key_pem(k))
+        ca_cert.write_bytes(c.public_bytes(serialization.Encoding.PEM))
+        cert.unlink(missing_ok=True)
+        report(f"made a CA: {ca_cert}")
+    if cert.exists() and key.exists() and keystore.exists():
+        current = x509.load_pem_x509_certificate(cert.read_bytes())
+        san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        fresh = current.not_valid_after_utc - now > dt.timedelta(days=RENEW_BEFORE_DAYS)
+        if fresh and set(san) == set(names):
+            return
+    signer = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+    k, c = _make_server_cert(signer, x509.load_pem_x509_certificate(ca_cert.read_bytes()), now, names)
+    cert_pem = c.public_bytes(serialization.Encoding.PEM).decode()
+    write_private(key, _key_pem(k))
+    cert.write_text(cert_pem)
+    write_private(keystore, _key_pem(k) + cert_pem)
+    report(f"made the server certificate {cert} ({', '.join(dict.fromkeys((*hosts, *ADDRESSES)))}; "
+           f"{CERT_DAYS} days)")
+
+
+def _alt_names(hosts: tuple[str, ...]) -> list:
+    from cryptography import x509
+
+    out: list = []
+    for h in dict.fromkeys((*hosts, *ADDRESSES)):
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            out.append(x509.DNSName(h))
+    return out
+
 
 def _key_pem(key) -> str:
     from cryptography.hazmat.primitives import serialization
@@ -213,14 +258,13 @@ def _make_ca(now: dt.datetime):
     return key, cert
 
 
-def _make_server_cert(ca_key, ca_cert, now: dt.datetime):
+def _make_server_cert(ca_key, ca_cert, now: dt.datetime, names: list):
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.DNSName(h) for h in HOSTS] + [x509.IPAddress(ipaddress.ip_address(a)) for a in ADDRESSES]
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
@@ -257,8 +301,19 @@ def _as_acl(binding) -> Acl | None:
 
 
 def apply_kafka_security(security: StackSecurity, report: Report, timeout: float = 60.0) -> None:
-    """Make the roles' ACLs exactly `kafka_acls(settings)` and (re)set their SCRAM
-    passwords; return once the last role can log in (so both are in force)."""
+    """The local secure stack's users and ACLs; returns once the last role can log
+    in (users and ACLs go through one metadata log, in order: both are in force)."""
+    passwords = security.passwords()
+    apply_kafka_acls(security.admin_settings(), security.settings, {r: passwords[r] for r in ROLES},
+                     report, timeout)
+    _wait_login(security.role_settings(ROLES[-1]), timeout)
+
+
+def apply_kafka_acls(admin_settings: Settings, settings: Settings, passwords: Mapping[str, str],
+                     report: Report, timeout: float = 60.0) -> None:
+    """As `admin_settings` (a super user): make the roles' ACLs exactly
+    `kafka_acls(settings)`, then set the SCRAM password of each role in
+    `passwords` (ACLs first: a user never exists without its limits)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import (
         AclBindingFilter,
@@ -273,8 +328,8 @@ def apply_kafka_security(security: StackSecurity, report: Report, timeout: float
 
     from streams.kafka import clients
 
-    admin = clients.admin(security.admin_settings())
-    wanted = set(kafka_acls(security.settings))
+    admin = clients.admin(admin_settings)
+    wanted = set(kafka_acls(settings))
     try:
         found = admin.describe_acls(AclBindingFilter(
             ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
@@ -289,16 +344,18 @@ def apply_kafka_security(security: StackSecurity, report: Report, timeout: float
         if missing:
             for future in admin.create_acls([_binding(a) for a in missing], request_timeout=timeout).values():
                 future.result(timeout)
-        passwords = security.passwords()["kafka"]
         info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
-        upserts = [UserScramCredentialUpsertion(r, info, passwords[r].encode()) for r in ROLES]
-        for future in admin.alter_user_scram_credentials(upserts, request_timeout=timeout).values():
-            future.result(timeout)
+        upserts = [UserScramCredentialUpsertion(r, info, passwords[r].encode()) for r in ROLES if r in passwords]
+        if upserts:
+            for future in admin.alter_user_scram_credentials(upserts, request_timeout=timeout).values():
+                future.result(timeout)
     except KafkaException as exc:
-        raise StackError(f"setting the users and ACLs on kafka failed: {exc.args[0].str()}") from exc
-    report(f"kafka: {len(ROLES)} SCRAM users ({', '.join(ROLES)}), {len(wanted)} ACLs "
-           f"({len(missing)} added, {len(stale)} removed)")
-    _wait_login(security.role_settings(ROLES[-1]), timeout)
+        err = exc.args[0]
+        detail = err.str() if len(err.str()) < 160 else err.str()[:160] + "..."
+        raise StackError(f"setting the users and ACLs on kafka failed ({err.name()}): {detail}") from exc
+    users = [r for r in ROLES if r in passwords]
+    report(f"kafka: {len(wanted)} ACLs ({len(missing)} added, {len(stale)} removed); "
+           f"SCRAM passwords set for {', '.join(users) or 'no user'}")
 
 
 def _exact(binding):
