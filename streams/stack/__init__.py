@@ -111,6 +111,9 @@ def up(
             elif waited > 0.5:
                 report(f"{service.name} was running and answered after {waited:.1f} s")
         if sec.enabled():
+            for service in services:
+                if isinstance(service, RedisServer) and service not in started:
+                    service.apply_users()  # a new start has them from redis.conf
             apply_kafka_security(sec, report, timeout=kafka_timeout)
             report(f"credentials per role (mode 0600): {sec.dir}/{{shim,engine,operator,auditor}}.env; "
                    f"e.g. `. {sec.env_file('engine')}`")

@@ -70,21 +70,40 @@ class RedisServer:
         pid = read_pid(self.pidfile)
         return pid if pid_alive(pid, MARKER) else None
 
-    def ping(self) -> str | None:
-        """None if the server answers PING, else why not."""
+    def _client(self, timeout: float = 1.0):
+        """A client of the stack's own: `admin` over TLS when secure."""
         import redis
 
         auth: dict = {"password": self.password}
         if self.security is not None:
             auth = {"username": ADMIN, "password": self.security.passwords()[ADMIN],
                     "ssl": True, "ssl_ca_certs": str(self.security.ca_cert)}
-        client = redis.Redis(
-            host=self.host,
-            port=self.port,
-            socket_connect_timeout=1.0,
-            socket_timeout=1.0,
-            **auth,
-        )
+        return redis.Redis(host=self.host, port=self.port, socket_connect_timeout=timeout,
+                           socket_timeout=timeout, **auth)
+
+    def apply_users(self) -> None:
+        """Give a running secure server the ACL users of this start (a role's new
+        password, another key prefix) without restarting it; redis.conf has them
+        for the next start."""
+        import redis
+
+        assert self.security is not None
+        client = self._client(timeout=5.0)
+        try:
+            for line in redis_acl_lines(self.settings.redis_prefix, self.security.redis_password_hashes()):
+                _, name, *rules = line.split()
+                if name not in (ADMIN, "default"):
+                    client.execute_command("ACL", "SETUSER", name, "reset", *rules)
+        except redis.RedisError as exc:
+            raise StackError(f"setting the redis users failed: {exc}") from exc
+        finally:
+            client.close()
+
+    def ping(self) -> str | None:
+        """None if the server answers PING, else why not."""
+        import redis
+
+        client = self._client()
         try:
             client.ping()
             return None

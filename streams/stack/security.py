@@ -8,7 +8,8 @@ written with mode 0600 and never leaves that directory:
     server.pem, server.key    the certificate of Kafka's and Redis's listeners,
                               for `localhost` and `127.0.0.1`, signed by the CA
     kafka-keystore.pem        server.key + server.pem, as Kafka's PEM keystore
-    passwords.json            every user's Kafka and Redis password (generated once)
+    passwords.json            one password per user, for its Kafka and its Redis
+                              account: TRUST_STACK_PASSWORD_<USER>, else generated once
     <role>.env                `export TRUST_...` lines for one role (shim, engine,
                               operator, auditor): `. <stack_dir>/security/engine.env`
 
