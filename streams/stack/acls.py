@@ -17,13 +17,12 @@ Kafka principals are SCRAM users, one per role:
     auditor   reads decisions, violations, redzone events, policy; its own
               consumer groups (`<app id>-audit...`)
 
-(operators and auditors may also Describe `trustctl-...` groups, which
-trustctl's readers name without joining them)
-
 and `admin`, the broker's own user (inter-broker and controller traffic, the
 stack's health checks, these ACLs): a super user, never handed to a client.
-No transactional ids are granted: the engine runs at-least-once, without
-Kafka transactions (docs/reliability.md).
+Operators and auditors may also Describe `trustctl-...` groups, which
+trustctl's readers name without joining them.  No transactional ids are
+granted: the engine runs at-least-once, without Kafka transactions
+(streams/worker/build.py).
 """
 
 from __future__ import annotations
