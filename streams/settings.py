@@ -1,6 +1,6 @@
 """Settings: one object, read from the environment, defaults for the local stack.
 
-Secrets (the Redis password, the operator token) only ever come from the
+Secrets (the Kafka and Redis passwords, the operator token) only ever come from the
 environment; nothing here has a secret default.
 """
 
@@ -32,6 +32,26 @@ def _choice(env: dict, name: str, choices: tuple[str, ...], default: str) -> str
     if raw not in choices:
         raise ConfigError(f"`{name}` must be one of {', '.join(choices)}, got `{raw}`")
     return raw
+
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+def _upper_choice(env: dict, name: str, default: str, allowed: tuple[str, ...]) -> str:
+    raw = (env.get(name) or default).strip().upper()
+    if raw not in allowed:
+        raise ConfigError(f"`{name}` must be one of {', '.join(allowed)}, got `{env.get(name)}`")
+    return raw
+
+
+def _flag(env: dict, name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"`{name}` must be 1 or 0, got `{env.get(name)}`")
 
 
 def _path(env: dict, name: str) -> Path | None:
@@ -67,6 +87,18 @@ class Settings:
     engine_signing_key: Path | None = None  # signs the engine's quarantine commands
     operator_signing_key: Path | None = None  # signs operators' transitions and trust resets
     command_verify_keys: tuple[Path, ...] = ()  # unset: command signatures not checked
+    # Kafka and Redis security (docs/security.md, deploy/README.md "--secure"): the
+    # passwords only from the environment, never from a file the repository holds.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: str | None = field(default=None, repr=False)
+    kafka_ca_file: Path | None = None
+    redis_username: str | None = None
+    redis_ca_file: Path | None = None
+    stack_secure: bool = False
+    # (user, password) the secure stack gives its users instead of generated ones.
+    stack_passwords: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def topic(self, kind: str) -> str:
         """Full topic name for a kind of docs/behaviour.md §4 (`events`, `decisions`, ...)."""
@@ -118,4 +150,18 @@ class Settings:
             operator_signing_key=_path(env, "TRUST_OPERATOR_SIGNING_KEY"),
             command_verify_keys=tuple(Path(p.strip()) for p in env.get("TRUST_COMMAND_VERIFY_KEYS", "").split(",")
                                       if p.strip()),
+            kafka_security_protocol=_upper_choice(env, "TRUST_KAFKA_SECURITY_PROTOCOL", d.kafka_security_protocol,
+                                            KAFKA_SECURITY_PROTOCOLS),
+            kafka_sasl_mechanism=_upper_choice(env, "TRUST_KAFKA_SASL_MECHANISM", d.kafka_sasl_mechanism,
+                                         KAFKA_SASL_MECHANISMS),
+            kafka_username=env.get("TRUST_KAFKA_USERNAME") or None,
+            kafka_password=env.get("TRUST_KAFKA_PASSWORD") or None,
+            kafka_ca_file=_path(env, "TRUST_KAFKA_CA_FILE"),
+            redis_username=env.get("TRUST_REDIS_USERNAME") or None,
+            redis_ca_file=_path(env, "TRUST_REDIS_CA_FILE"),
+            stack_secure=_flag(env, "TRUST_STACK_SECURE"),
+            stack_passwords=tuple((user, env[name]) for user, name in (
+                ("admin", "TRUST_STACK_PASSWORD_ADMIN"), ("shim", "TRUST_STACK_PASSWORD_SHIM"),
+                ("engine", "TRUST_STACK_PASSWORD_ENGINE"), ("operator", "TRUST_STACK_PASSWORD_OPERATOR"),
+                ("auditor", "TRUST_STACK_PASSWORD_AUDITOR")) if env.get(name)),
         )

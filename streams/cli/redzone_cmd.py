@@ -72,7 +72,12 @@ def _run(func, args: argparse.Namespace) -> int:
         print(f"trustctl: error: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
     except RedzoneUnavailable as exc:
-        print(f"trustctl: error: {exc}; retry later (TRUST_REDIS_URL names the server)", file=sys.stderr)
+        from redis.exceptions import AuthenticationError, AuthorizationError
+
+        hint = ("check TRUST_REDIS_USERNAME and TRUST_REDIS_PASSWORD"
+                if isinstance(exc.__cause__, (AuthenticationError, AuthorizationError))
+                else "retry later (TRUST_REDIS_URL names the server)")
+        print(f"trustctl: error: {exc}; {hint}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from streams.settings import Settings
 
@@ -20,6 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     up = actions.add_parser("up", help="start what is not running and wait until it answers")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the broker (60)")
+    up.add_argument("--secure", action="store_true",
+                    help="SASL_SSL + ACLs on Kafka, TLS + ACL users on Redis, one credentials file per "
+                         "role in TRUST_STACK_DIR/security (also TRUST_STACK_SECURE=1); a directory "
+                         "made secure stays secure")
     up.set_defaults(func=_up)
 
     down = actions.add_parser("down", help="stop both services (SIGTERM, SIGKILL after --timeout)")
@@ -28,6 +33,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     status = actions.add_parser("status", help="running/stopped/unhealthy, pid and port")
     status.set_defaults(func=_status)
+
+    acls = actions.add_parser(
+        "acls", help="the roles' Kafka ACLs for these settings; --apply puts them on the broker",
+        description="List the ACLs of the roles shim, engine, operator and auditor for TRUST_TOPIC_PREFIX and "
+                    "TRUST_APP_ID (docs/security.md). With --apply, connect with the TRUST_KAFKA_* credentials "
+                    "of a super user, make the roles' ACLs exactly these and set the SCRAM password of each "
+                    "role given as TRUST_STACK_PASSWORD_<ROLE>.")
+    acls.add_argument("--apply", action="store_true", help="apply them to TRUST_KAFKA_BOOTSTRAP")
+    acls.set_defaults(func=_acls)
+
+    certs = actions.add_parser(
+        "certs", help="a CA and a server certificate (what --secure makes), for servers elsewhere",
+        description="Write ca.pem, ca.key, server.pem, server.key and kafka-keystore.pem (keys mode 0600) "
+                    "into DIR, for localhost, 127.0.0.1 and every --host; kept while valid.")
+    certs.add_argument("--out", required=True, type=Path, metavar="DIR")
+    certs.add_argument("--host", action="append", default=[], help="another name of the servers (repeatable)")
+    certs.set_defaults(func=_certs)
 
     logs = actions.add_parser("logs", help="print the end of a service's log")
     logs.add_argument("service", nargs="?", choices=("kafka", "redis"), help="default: both")
@@ -39,7 +61,7 @@ def _up(args: argparse.Namespace) -> int:
     from streams import stack
 
     settings = Settings.from_env()
-    started = stack.up(settings, kafka_timeout=args.timeout)
+    started = stack.up(settings, kafka_timeout=args.timeout, secure=args.secure)
     _print_status(stack.status(settings))
     if not started:
         print("stack: already running", file=sys.stderr)
@@ -75,6 +97,30 @@ def _print_status(statuses) -> None:
         pid = f"pid {s.pid}" if s.pid else "-"
         detail = f"  ({s.detail})" if s.detail else ""
         print(f"{s.name:<6} {s.state:<10} {pid:<11} port {s.port}{detail}")
+
+
+def _acls(args: argparse.Namespace) -> int:
+    from streams.stack.acls import ADMIN, kafka_acls
+
+    settings = Settings.from_env()
+    rules = kafka_acls(settings)
+    if args.apply:
+        from streams.stack.security import apply_kafka_acls
+
+        passwords = {u: p for u, p in settings.stack_passwords if u != ADMIN}
+        apply_kafka_acls(settings, settings, passwords, lambda m: print(f"stack: {m}", file=sys.stderr))
+        return 0
+    print(f"{'user':<9} {'operation':<9} {'resource':<8} {'pattern':<8} name")
+    for r in rules:
+        print(f"{r.user:<9} {r.operation.value:<9} {r.resource.value:<8} {r.pattern.value:<8} {r.name}")
+    return 0
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from streams.stack.security import HOSTS, ensure_certificates
+
+    ensure_certificates(args.out, (*HOSTS, *args.host), report=print)
+    return 0
 
 
 def _logs(args: argparse.Namespace) -> int:

@@ -26,6 +26,9 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if args.web_port:
         settings = dataclasses.replace(settings, web_port=args.web_port)
+    from streams.worker.preflight import check_access
+
+    check_access(settings)  # Redis or Kafka refusing these credentials: one line, exit 2
     if args.policy:  # with its .sig beside it, when there is one
         from streams.policy_topic import publish_file
 

@@ -6,6 +6,13 @@ their connection settings here, so connection and security options are set
 once.  Nothing connects at construction: librdkafka connects in the
 background, aiokafka on `start()`.
 
+Security (TRUST_KAFKA_SECURITY_PROTOCOL, _SASL_MECHANISM, _USERNAME,
+_PASSWORD, _CA_FILE) is turned into each library's own form here:
+librdkafka keys (`security_config`), aiokafka keywords with an SSL context
+(`aiokafka_options`) and Faust credentials (`faust_credentials`).  SASL
+without a user name or password, or a CA file that does not exist, is a
+ConfigError before anything connects: a client never falls back to plaintext.
+
 `produce` is the one delivery/back-pressure loop: when librdkafka's local
 queue is full it serves delivery callbacks and retries, up to a deadline.
 """
@@ -13,10 +20,11 @@ queue is full it serves delivery callbacks and retries, up to a deadline.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from typing import Any, Callable
 
-from streams.errors import DeliveryError
+from streams.errors import ConfigError, DeliveryError
 from streams.settings import Settings
 
 # librdkafka logs through this logger; it is quiet unless a handler is added.
@@ -29,9 +37,48 @@ _LIBRDKAFKA.propagate = False
 PARTITIONER = "murmur2_random"
 
 
+def _uses_sasl(settings: Settings) -> bool:
+    return settings.kafka_security_protocol.startswith("SASL_")
+
+
+def _uses_tls(settings: Settings) -> bool:
+    return settings.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+
+def check_security(settings: Settings) -> None:
+    """Refuse settings a client could only half honour (ConfigError)."""
+    protocol = settings.kafka_security_protocol
+    if _uses_sasl(settings) and not (settings.kafka_username and settings.kafka_password):
+        missing = "TRUST_KAFKA_USERNAME" if not settings.kafka_username else "TRUST_KAFKA_PASSWORD"
+        raise ConfigError(f"`{missing}` must be set with security protocol `{protocol}`")
+    ca = settings.kafka_ca_file
+    if ca is not None and not ca.is_file():
+        raise ConfigError(f"`TRUST_KAFKA_CA_FILE` names `{ca}`, which is not a readable file")
+
+
+def security_config(settings: Settings) -> dict[str, Any]:
+    """The librdkafka security keys of the settings (empty for PLAINTEXT)."""
+    check_security(settings)
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    conf: dict[str, Any] = {"security.protocol": protocol.lower()}
+    if _uses_sasl(settings):
+        conf.update({"sasl.mechanism": settings.kafka_sasl_mechanism,
+                     "sasl.username": settings.kafka_username,
+                     "sasl.password": settings.kafka_password})
+    if _uses_tls(settings):
+        conf["ssl.endpoint.identification.algorithm"] = "https"  # the broker's name is checked
+        if settings.kafka_ca_file is not None:
+            conf["ssl.ca.location"] = str(settings.kafka_ca_file)
+    return conf
+
+
 def common_config(settings: Settings) -> dict[str, Any]:
     """Connection settings shared by every confluent-kafka client."""
-    return {"bootstrap.servers": settings.kafka_bootstrap, "logger": _LIBRDKAFKA}
+    conf: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap, "logger": _LIBRDKAFKA}
+    conf.update(security_config(settings))
+    return conf
 
 
 def producer_config(settings: Settings, client_id: str, **overrides: Any) -> dict[str, Any]:
@@ -67,14 +114,49 @@ def admin(settings: Settings):
     return AdminClient(common_config(settings))
 
 
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of aiokafka and Faust (None without TLS): the broker's
+    certificate must chain to TRUST_KAFKA_CA_FILE (else the system's CAs) and
+    name the host the client connects to."""
+    check_security(settings)
+    if not _uses_tls(settings):
+        return None
+    ca = settings.kafka_ca_file
+    return ssl.create_default_context(cafile=str(ca) if ca is not None else None)
+
+
 def aiokafka_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for an aiokafka client (the policy watcher's consumer)."""
-    return {"bootstrap_servers": settings.kafka_bootstrap}
+    check_security(settings)
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap,
+                               "security_protocol": settings.kafka_security_protocol}
+    if _uses_sasl(settings):
+        options.update({"sasl_mechanism": settings.kafka_sasl_mechanism,
+                        "sasl_plain_username": settings.kafka_username,
+                        "sasl_plain_password": settings.kafka_password})
+    if _uses_tls(settings):
+        options["ssl_context"] = ssl_context(settings)
+    return options
 
 
 def faust_broker(settings: Settings) -> list[str]:
     """The `broker` of a Faust app."""
     return [f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")]
+
+
+def faust_credentials(settings: Settings):
+    """The `broker_credentials` of a Faust app (None for PLAINTEXT)."""
+    import faust
+
+    check_security(settings)
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(ssl_context(settings))
+    # SASLCredentials speaks SASL_SSL when it has a context, SASL_PLAINTEXT without.
+    return faust.SASLCredentials(username=settings.kafka_username, password=settings.kafka_password,
+                                 ssl_context=ssl_context(settings), mechanism=settings.kafka_sasl_mechanism)
 
 
 def produce(p, topic: str, value: bytes | None, key: bytes | None,

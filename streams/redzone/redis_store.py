@@ -60,10 +60,20 @@ def _client_url(client: aioredis.Redis) -> str:
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
-    """An asyncio client for the settings' server; it connects on first use."""
-    return aioredis.Redis.from_url(settings.redis_url, password=settings.redis_password,
+    """An asyncio client for the settings' server; it connects on first use.
+
+    TRUST_REDIS_USERNAME / TRUST_REDIS_PASSWORD authenticate an ACL user;
+    a `rediss://` URL speaks TLS, checked against TRUST_REDIS_CA_FILE (else
+    the system's CAs) and the URL's host name."""
+    tls: dict[str, Any] = {}
+    if urlsplit(settings.redis_url).scheme == "rediss":
+        tls = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+        if settings.redis_ca_file is not None:
+            tls["ssl_ca_certs"] = str(settings.redis_ca_file)
+    return aioredis.Redis.from_url(settings.redis_url, username=settings.redis_username,
+                                   password=settings.redis_password,
                                    protocol=settings.redis_protocol, socket_timeout=10,
-                                   socket_connect_timeout=5, health_check_interval=30)
+                                   socket_connect_timeout=5, health_check_interval=30, **tls)
 
 
 def settings_prefix(settings: Settings) -> str:

@@ -3,6 +3,9 @@ processes (no Docker), with data under TRUST_STACK_DIR.
 
     up(settings)      start what is not running, wait until both answer;
                       returns the names of the services it started
+    up(settings, secure=True)   the same with SASL_SSL, ACLs, Redis TLS and
+                      ACL users (streams/stack/security.py); a stack
+                      directory made secure stays secure
     down(settings)    SIGTERM, wait with a deadline, SIGKILL what is left
     status(settings)  one ServiceStatus per service
     log_path(...)     where a service writes its log
@@ -29,6 +32,7 @@ from streams.stack.process import (
     locked,
 )
 from streams.stack.redis import RedisServer
+from streams.stack.security import StackSecurity, apply_kafka_security
 
 __all__ = [
     "KAFKA_VERSION",
@@ -37,6 +41,7 @@ __all__ = [
     "STOPPED",
     "UNHEALTHY",
     "ServiceStatus",
+    "StackSecurity",
     "StopResult",
     "down",
     "log_path",
@@ -54,6 +59,12 @@ def _stderr(message: str) -> None:
     print(f"stack: {message}", file=sys.stderr, flush=True)
 
 
+def security(settings: Settings) -> StackSecurity | None:
+    """The stack's security files if its directory was made secure, else None."""
+    sec = StackSecurity(settings)
+    return sec if sec.enabled() else None
+
+
 def _services(
     settings: Settings, report: Report, names: Iterable[str] | None = None
 ) -> list[KafkaBroker | RedisServer]:
@@ -62,21 +73,30 @@ def _services(
     if unknown:
         raise StackError(f"unknown service `{unknown[0]}` (known: {', '.join(SERVICES)})")
     built = {"kafka": KafkaBroker, "redis": RedisServer}
-    return [built[n](settings, report) for n in chosen]
+    sec = security(settings)
+    return [built[n](settings, report, sec) for n in chosen]
 
 
 def up(
     settings: Settings,
     report: Report = _stderr,
     kafka_timeout: float = KAFKA_START_TIMEOUT,
+    secure: bool = False,
 ) -> list[str]:
     """Start whatever is not running and wait until each service answers.
 
     The broker is launched first so that its JVM warms up while Redis starts.
     A service whose process runs but does not answer is waited for, not
     restarted.  Returns the names of the services this call started.
+
+    `secure` (or TRUST_STACK_SECURE, or a stack directory made secure before)
+    first creates the security files, and once the broker answers makes its
+    users and ACLs those of streams/stack/acls.py.
     """
     with locked(settings.stack_dir):
+        sec = StackSecurity(settings)
+        if secure or settings.stack_secure or sec.enabled():
+            sec.prepare(report)
         services = _services(settings, report)
         started: list[KafkaBroker | RedisServer] = []
         for service in services:
@@ -90,6 +110,13 @@ def up(
                 report(f"{service.name} ready on port {service.port} (pid {service.pid()}, {waited:.1f} s)")
             elif waited > 0.5:
                 report(f"{service.name} was running and answered after {waited:.1f} s")
+        if sec.enabled():
+            for service in services:
+                if isinstance(service, RedisServer) and service not in started:
+                    service.apply_users()  # a new start has them from redis.conf
+            apply_kafka_security(sec, report, timeout=kafka_timeout)
+            report(f"credentials per role (mode 0600): {sec.dir}/{{shim,engine,operator,auditor}}.env; "
+                   f"e.g. `. {sec.env_file('engine')}`")
         return [s.name for s in started]
 
 

@@ -3,6 +3,12 @@
 Jars come from Maven Central once (deploy/kafka/pom.xml) into
 `<cache_dir>/kafka-<version>/libs`; the broker's config, logs and data live in
 `<stack_dir>/kafka/`.  Nothing here runs at import time or in a constructor.
+
+Secure (`security` given, `trustctl stack up --secure`): the client listener
+is SASL_SSL (SCRAM-SHA-512, the certificate of streams/stack/security.py),
+the controller listener SASL_PLAINTEXT (PLAIN) on loopback, and KRaft's
+StandardAuthorizer denies whatever no ACL allows; `admin`, the broker's own
+user, is the one super user.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 
 from streams.errors import StackError
 from streams.settings import Settings
+from streams.stack.acls import ADMIN
 from streams.stack.process import (
     RUNNING,
     STOPPED,
@@ -31,7 +38,9 @@ from streams.stack.process import (
     rotate,
     tail,
     terminate,
+    write_private,
 )
+from streams.stack.security import SASL_MECHANISM, StackSecurity
 
 KAFKA_VERSION = "3.9.1"
 HEAP = "512m"
@@ -73,9 +82,10 @@ def new_cluster_id() -> str:
 class KafkaBroker:
     name = "kafka"
 
-    def __init__(self, settings: Settings, report: Report):
+    def __init__(self, settings: Settings, report: Report, security: StackSecurity | None = None):
         self.settings = settings
         self.report = report
+        self.security = security
         host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
         self.host = require_loopback(host, "TRUST_KAFKA_BOOTSTRAP")
         self.port = int(port)
@@ -110,7 +120,12 @@ class KafkaBroker:
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": _QUIET})
+        conf = {"bootstrap.servers": self.bootstrap, "logger": _QUIET}
+        if self.security is not None:
+            from streams.kafka.clients import security_config
+
+            conf.update(security_config(self.security.admin_settings()))
+        admin = AdminClient(conf)
         try:
             return bool(admin.list_topics(timeout=timeout).brokers)
         except KafkaException:
@@ -128,6 +143,8 @@ class KafkaBroker:
             else:
                 detail = ""
             return ServiceStatus(self.name, STOPPED, None, self.port, detail)
+        if self.security is not None:
+            ports += f", SASL_SSL {SASL_MECHANISM}, ACLs"
         if self.answers():
             return ServiceStatus(self.name, RUNNING, pid, self.port, ports)
         return ServiceStatus(
@@ -209,9 +226,43 @@ class KafkaBroker:
             "num.io.threads": "4",
             "num.recovery.threads.per.data.dir": "1",
         }
+        if self.security is not None:
+            props.update(self.secure_props())
         body = "".join(f"{k}={v}\n" for k, v in props.items())
-        self.props.write_text("# Written by `trustctl stack up`; regenerated on every start.\n" + body)
+        # 0600: a secure broker's config holds its own password (JAAS).
+        write_private(self.props, "# Written by `trustctl stack up`; regenerated on every start.\n" + body)
         self.log4j.write_text(LOG4J)
+
+    def secure_props(self) -> dict[str, str]:
+        """SASL_SSL for clients, SASL PLAIN between broker and controller, ACLs on."""
+        assert self.security is not None
+        sec = self.security
+        password = sec.passwords()[ADMIN]
+        client, controller = f"{self.host}:{self.port}", f"{self.host}:{self.controller_port}"
+        plain = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
+                 f'username="{ADMIN}" password="{password}" user_{ADMIN}="{password}";')
+        scram = f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{ADMIN}" password="{password}";'
+        return {
+            "listeners": f"SASL_SSL://{client},CONTROLLER://{controller}",
+            "advertised.listeners": f"SASL_SSL://{client}",
+            "inter.broker.listener.name": "SASL_SSL",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": SASL_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SASL_MECHANISM,
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": plain,
+            f"listener.name.sasl_ssl.{SASL_MECHANISM.lower()}.sasl.jaas.config": scram,
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(sec.keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(sec.ca_cert),
+            "ssl.client.auth": "none",
+            "ssl.endpoint.identification.algorithm": "https",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{ADMIN}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
 
     def format_storage(self, java: str) -> None:
         """Format the KRaft log directory once, with a cluster id kept beside it."""
@@ -223,12 +274,25 @@ class KafkaBroker:
             cluster_id = new_cluster_id()
             self.cluster_id_file.write_text(cluster_id + "\n")
         self.report(f"formatting KRaft storage in {self.data} (cluster id {cluster_id})")
-        cmd = [
-            java, "-Xmx256m", f"-Dlog4j.configuration=file:{self.log4j}",
+        args = [
+            "-Xmx256m", f"-Dlog4j.configuration=file:{self.log4j}",
             "-cp", f"{self.libs}/*", "kafka.tools.StorageTool",
             "format", "-t", cluster_id, "-c", str(self.props), "--ignore-formatted",
         ]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if self.security is None:
+            done = subprocess.run([java, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        else:
+            # The broker's own SCRAM user must exist before it can log in to itself;
+            # its password goes through a java @argument file (0600), never argv.
+            password = self.security.passwords()[ADMIN]
+            args += ["--add-scram", f"{SASL_MECHANISM}=[name={ADMIN},password={password}]"]
+            argfile = self.home / "format.args"
+            write_private(argfile, "".join(f'"{a}"\n' for a in args))
+            try:
+                done = subprocess.run([java, f"@{argfile}"], capture_output=True, text=True,
+                                      stdin=subprocess.DEVNULL)
+            finally:
+                argfile.unlink(missing_ok=True)
         if done.returncode != 0:
             raise StackError(
                 f"formatting the Kafka storage failed (exit {done.returncode}): "

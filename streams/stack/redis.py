@@ -3,6 +3,10 @@
 Config, pid file, log and data live in `<stack_dir>/redis/`.  The password
 (TRUST_REDIS_PASSWORD) goes only into that directory's `redis.conf`, written
 with mode 0600 - never onto a command line and never into the repository.
+
+Secure (`security` given): TLS only (`port 0`, `tls-port`, the stack's
+certificate), no default user, and the ACL users of streams/stack/acls.py
+with their passwords as SHA-256 hashes.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from urllib.parse import urlparse
 
 from streams.errors import StackError
 from streams.settings import Settings
+from streams.stack.acls import ADMIN, redis_acl_lines
 from streams.stack.process import (
     RUNNING,
     STOPPED,
@@ -31,6 +36,7 @@ from streams.stack.process import (
     terminate,
     write_private,
 )
+from streams.stack.security import StackSecurity
 
 MARKER = "redis-server"
 
@@ -44,9 +50,10 @@ def _quote(value: str) -> str:
 class RedisServer:
     name = "redis"
 
-    def __init__(self, settings: Settings, report: Report):
+    def __init__(self, settings: Settings, report: Report, security: StackSecurity | None = None):
         self.settings = settings
         self.report = report
+        self.security = security
         url = urlparse(settings.redis_url)
         self.host = require_loopback(url.hostname or "127.0.0.1", "TRUST_REDIS_URL")
         self.port = settings.redis_port
@@ -63,21 +70,46 @@ class RedisServer:
         pid = read_pid(self.pidfile)
         return pid if pid_alive(pid, MARKER) else None
 
+    def _client(self, timeout: float = 1.0):
+        """A client of the stack's own: `admin` over TLS when secure."""
+        import redis
+
+        auth: dict = {"password": self.password}
+        if self.security is not None:
+            auth = {"username": ADMIN, "password": self.security.passwords()[ADMIN],
+                    "ssl": True, "ssl_ca_certs": str(self.security.ca_cert)}
+        return redis.Redis(host=self.host, port=self.port, socket_connect_timeout=timeout,
+                           socket_timeout=timeout, **auth)
+
+    def apply_users(self) -> None:
+        """Give a running secure server the ACL users of this start (a role's new
+        password, another key prefix) without restarting it; redis.conf has them
+        for the next start."""
+        import redis
+
+        assert self.security is not None
+        client = self._client(timeout=5.0)
+        try:
+            for line in redis_acl_lines(self.settings.redis_prefix, self.security.redis_password_hashes()):
+                _, name, *rules = line.split()
+                if name not in (ADMIN, "default"):
+                    client.execute_command("ACL", "SETUSER", name, "reset", *rules)
+        except redis.RedisError as exc:
+            raise StackError(f"setting the redis users failed: {exc}") from exc
+        finally:
+            client.close()
+
     def ping(self) -> str | None:
         """None if the server answers PING, else why not."""
         import redis
 
-        client = redis.Redis(
-            host=self.host,
-            port=self.port,
-            password=self.password,
-            socket_connect_timeout=1.0,
-            socket_timeout=1.0,
-        )
+        client = self._client()
         try:
             client.ping()
             return None
         except redis.AuthenticationError:
+            if self.security is not None:
+                return f"authentication failed: the server's users differ from {self.security.passwords_file}"
             return "authentication failed: the server's password differs from TRUST_REDIS_PASSWORD"
         except redis.RedisError as exc:
             return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -97,7 +129,8 @@ class RedisServer:
             return ServiceStatus(self.name, STOPPED, None, self.port, detail)
         problem = self.ping()
         if problem is None:
-            return ServiceStatus(self.name, RUNNING, pid, self.port, "appendonly yes")
+            detail = "appendonly yes" + (", TLS only, ACL users" if self.security is not None else "")
+            return ServiceStatus(self.name, RUNNING, pid, self.port, detail)
         return ServiceStatus(self.name, UNHEALTHY, pid, self.port, problem)
 
     # -- starting ----------------------------------------------------------
@@ -128,7 +161,6 @@ class RedisServer:
         lines = [
             "# Written by `trustctl stack up`; regenerated on every start. Mode 0600.",
             f"bind {self.host}",
-            f"port {self.port}",
             "protected-mode yes",
             "daemonize yes",
             f"pidfile {self.pidfile}",
@@ -138,8 +170,15 @@ class RedisServer:
             "appendfsync everysec",
             'appenddirname "appendonlydir"',
         ]
-        if self.password:
-            lines.append(f"requirepass {_quote(self.password)}")
+        if self.security is not None:
+            sec = self.security
+            lines += ["port 0", f"tls-port {self.port}", f"tls-cert-file {sec.cert}", f"tls-key-file {sec.key}",
+                      f"tls-ca-cert-file {sec.ca_cert}", "tls-auth-clients no"]
+            lines += redis_acl_lines(self.settings.redis_prefix, sec.redis_password_hashes())
+        else:
+            lines.append(f"port {self.port}")
+            if self.password:
+                lines.append(f"requirepass {_quote(self.password)}")
         write_private(self.conf, "\n".join(lines) + "\n")
 
     def launch(self) -> None:

@@ -123,6 +123,7 @@ def make_app(s: Settings, before_commit_flush=None) -> TrustApp:
     return TrustApp(
         s.app_id,
         broker=clients.faust_broker(s),
+        broker_credentials=clients.faust_credentials(s),  # SASL/TLS (None: plaintext)
         store="memory://",
         processing_guarantee="at_least_once",
         topic_partitions=s.partitions,

@@ -18,12 +18,13 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streams.codec.avro import codec
+from streams.kafka import clients
 from streams.kafka.admin import ensure_topics
 from streams.policy.loader import load_policy_file
 from streams.policy_topic import publish
@@ -65,7 +66,11 @@ def normalise(rec: dict) -> dict:
 
 
 class Pipeline:
-    def __init__(self, stack: Settings, name: str, log_dir: Path):
+    """`env` (last, over the isolating names) is the worker's, e.g. a role's credentials;
+    `ensure=False` leaves creating the topics to the caller (whose user may)."""
+
+    def __init__(self, stack: Settings, name: str, log_dir: Path, env: Mapping[str, str] | None = None,
+                 ensure: bool = True):
         tag = f"{name}-{uuid.uuid4().hex[:6]}"
         self.env = dict(os.environ)
         self.env.update({
@@ -76,14 +81,16 @@ class Pipeline:
             "TRUST_REDIS_PREFIX": f"it:{tag}:",
             "TRUST_WEB_PORT": str(free_port()),
         })
+        self.env.update(env or {})
         self.settings = Settings.from_env(self.env)
         self.log_path = log_dir / f"worker-{tag}.log"
         self.worker: subprocess.Popen | None = None
-        ensure_topics(self.settings)
+        if ensure:
+            ensure_topics(self.settings)
 
     # -- engine -------------------------------------------------------------
-    def publish(self, policy: Path) -> None:
-        publish(self.settings, load_policy_file(policy), "pytest")
+    def publish(self, policy: Path, settings: Settings | None = None) -> None:
+        publish(settings or self.settings, load_policy_file(policy), "pytest")
 
     def start(self) -> None:
         log = open(self.log_path, "ab")
@@ -123,10 +130,10 @@ class Pipeline:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     # -- input --------------------------------------------------------------
-    def send(self, events: list[dict], shim_id: str = "pytest-shim") -> None:
+    def send(self, events: list[dict], shim_id: str = "pytest-shim", settings: Settings | None = None) -> None:
         from streams.shim import ShimProducer
 
-        shim = ShimProducer(settings=self.settings, shim_id=shim_id)
+        shim = ShimProducer(settings=settings or self.settings, shim_id=shim_id)
         for e in events:
             shim.send(normalise(e))
         shim.close()
@@ -134,13 +141,11 @@ class Pipeline:
 
     # -- output -------------------------------------------------------------
     def read(self, kind: str, schema: str, count: int, timeout: float = DEADLINE,
-             unroll: str | None = None) -> list[dict]:
+             unroll: str | None = None, settings: Settings | None = None) -> list[dict]:
         """Exactly `count` records of a topic (batches unrolled), from the start."""
         topic = self.settings.topic(kind)
         dec = codec(schema).decode
-        consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
-                             "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                             "auto.offset.reset": "earliest"})
+        consumer = clients.consumer(settings or self.settings, f"reader-{uuid.uuid4().hex}")
         meta = consumer.list_topics(topic, timeout=10)
         consumer.assign([TopicPartition(topic, p, 0) for p in meta.topics[topic].partitions])
         out: list[dict] = []
@@ -158,8 +163,8 @@ class Pipeline:
                                    f"worker log:\n{self.log_tail()}")
         return out
 
-    def decisions(self, count: int, timeout: float = DEADLINE) -> list[dict]:
-        return self.read("decisions", "DecisionBatch", count, timeout, unroll="decisions")
+    def decisions(self, count: int, timeout: float = DEADLINE, settings: Settings | None = None) -> list[dict]:
+        return self.read("decisions", "DecisionBatch", count, timeout, unroll="decisions", settings=settings)
 
     def cleanup(self) -> None:
         self.stop()
