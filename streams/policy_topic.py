@@ -126,11 +126,14 @@ def read_published(settings: Settings, timeout: float = 15.0) -> list[PublishedP
                 msg = consumer.poll(timeout)
                 if msg is None:
                     raise TrustError(f"timed out reading `{topic}` partition {p}")
-                if msg.error() is None:  # a tombstone or undecodable value is listed, with why
-                    try:
-                        out.append(PublishedPolicy(decode_policy(msg.value()), msg.offset()))
-                    except CodecError as exc:
-                        out.append(PublishedPolicy(None, msg.offset(), str(exc)))
+                if msg.error() is not None:  # not a record (e.g. an authorisation error): say so
+                    if msg.error().fatal() or msg.offset() is None:
+                        raise TrustError(f"cannot read `{topic}` partition {p}: {msg.error().str()}")
+                    continue
+                try:  # a tombstone or undecodable value is listed, with why
+                    out.append(PublishedPolicy(decode_policy(msg.value()), msg.offset()))
+                except CodecError as exc:
+                    out.append(PublishedPolicy(None, msg.offset(), str(exc)))
                 if msg.offset() >= high - 1:
                     break
         return sorted(out, key=lambda p: p.offset)
