@@ -30,7 +30,7 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("strace") is None, reason="needs root and strace"),
 ]
 
-CASE = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "linux-strace"
+CASE = Path(__file__).resolve().parents[1] / "cases" / "linux-strace"
 COMMANDS = [
     ["ls", "-la", "/etc"],
     ["sh", "-c", "cat /etc/passwd | grep root; id; uname -a; ls /root"],
