@@ -172,9 +172,25 @@ def collect(lane: Lane, watch: TopicWatch, base: dict, want: set[str], stall: fl
         time.sleep(0.05)
 
 
+def wait_quiet(pids: dict[str, int], limit: float, cores: float) -> tuple[float, float]:
+    """Wait (up to `limit` s) for a second in which everything but the worker, broker and this
+    process used less than `cores` cores: other people's jobs on the shared machine come in bursts.
+    Returns (seconds waited, those other cores in the last second)."""
+    started = time.monotonic()
+    while True:
+        probe = CpuProbe(pids)
+        probe.start()
+        time.sleep(1.0)
+        others = probe.stop()["others"]
+        waited = time.monotonic() - started
+        if others < cores or waited >= limit:
+            return round(waited, 1), round(others, 2)
+
+
 def step(lane: Lane, shim: ShimProducer, rate: float, duration: float, args, seed: int,
          pids: dict[str, int]) -> dict:
     events = list(itertools.islice(generate(args.identities, seed), max(1, int(rate * duration))))
+    waited, others_before = wait_quiet(pids, args.quiet_wait, args.quiet_cores) if args.quiet_wait else (0.0, None)
     want = {e["event_id"] for e in events}
     decisions, dlq = (TopicWatch(lane.settings.kafka_bootstrap, lane.topic(k)) for k in ("decisions", "dlq"))
     base, dlq_base = decisions.highs(), dlq.highs()
@@ -209,14 +225,16 @@ def step(lane: Lane, shim: ShimProducer, rate: float, duration: float, args, see
          "dead_letters": dead, **stats, "outputs": ended,
          "p50_ms": ms(lat, 50), "p95_ms": ms(lat, 95), "p99_ms": ms(lat, 99), "max_ms": ms(lat, 100),
          "append_p50_ms": ms(app, 50), "append_p99_ms": ms(app, 99), "append_max_ms": ms(app, 100),
-         "window_s": round(window, 3), "cpu_seconds": cpu,
+         "window_s": round(window, 3), "cpu_seconds": cpu, "others_cores": round(cpu["others"] / window, 2),
+         "waited_for_quiet_s": waited, "others_cores_before": others_before,
          "worker_cpu_us_per_message": round(w / max(1, messages) * 1e6, 1),
          "worker_cpu_us_per_event": round(w / max(1, n_ev) * 1e6, 2),
          "cpu_of_budget": round(w / budget(messages, n_ev), 3) if messages else None,
          "worker_metrics": {k: m1.get(k, 0) - m0.get(k, 0) for k in m1}}
     log(f"  {rate:>6,.0f} ev/s offered ({r['achieved_rate']:,.0f} sent, {r['events_per_message']:.1f} ev/msg): "
         f"decided {r['decided']:,}/{len(want):,}, p50 {r['p50_ms']} p99 {r['p99_ms']} max {r['max_ms']} ms; "
-        f"worker {r['worker_cpu_us_per_message']:,.0f} CPU-µs/msg, {r['worker_cpu_us_per_event']:,.1f} /event")
+        f"worker {r['worker_cpu_us_per_message']:,.0f} CPU-µs/msg, {r['worker_cpu_us_per_event']:,.1f} /event, "
+        f"{w / window:.0%} of a core; others {r['others_cores']:.2f} cores")
     return r
 
 
@@ -247,6 +265,8 @@ def max_rate(lane: Lane, args, pids: dict[str, int], seed: int) -> dict:
     runs, n = [], args.burst_events
     for rep in range(args.reps):
         gate, shim = shaped_backlog(lane, n, args.shape_rate, args.identities, seed + rep)
+        if args.quiet_wait:
+            wait_quiet(pids, args.quiet_wait, args.quiet_cores)
         r = measure_burst(lane, gate, shim.counters.batches_sent, lane.topic("decisions"), pids, decision_counter())
         r["preloaded_events"] = n
         log(f"max rate: {n:,} events in {shim.counters.batches_sent:,} messages ({r['events_per_message']:.1f} ev/msg) "
@@ -269,6 +289,8 @@ def raw_loop(stack: Settings, args, log_dir: Path) -> dict:
         runs = []
         for rep in range(args.reps):
             group = f"bench-raw-{uuid.uuid4().hex[:6]}"
+            if args.quiet_wait:
+                wait_quiet({}, args.quiet_wait, args.quiet_cores)
             watch = TopicWatch(lane.settings.kafka_bootstrap, lane.topic("decisions"))
             base = watch.highs()
             p = start_module(lane, "benchmarks.raw_forward", ["--in", lane.topic("events"), "--out",
@@ -330,7 +352,8 @@ def aggregate(runs: list[list[dict]]) -> list[dict]:
             agg[k] = median(vals) if vals else None
         agg["p99_ms_runs"] = [s["p99_ms"] for s in steps]
         agg["worker_cpu_us_per_message_runs"] = [s["worker_cpu_us_per_message"] for s in steps]
-        agg["others_cpu_s"] = median([s["cpu_seconds"].get("others", 0) for s in steps])
+        agg["others_cores"] = median([s["others_cores"] for s in steps])
+        agg["worker_cores"] = median([s["cpu_seconds"]["worker"] / s["window_s"] for s in steps])
         out.append(agg)
     return out
 
@@ -339,13 +362,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 run, shorter rates (~3 min)")
     ap.add_argument("--rates", default="50,1000,2000,4000,8000", help="offered events/s")
-    ap.add_argument("--duration", type=float, help="seconds per rate (20; --quick 8)")
+    ap.add_argument("--duration", type=float, help="seconds per rate (15; --quick 8)")
     ap.add_argument("--runs", type=int, help="runs over all rates; medians reported (3; --quick 1)")
     ap.add_argument("--identities", type=int, default=40, help="simulated processes (under 7 identity ids)")
     ap.add_argument("--shape-rate", type=float, default=8000.0,
                     help="max-rate backlog batched as a real-time shim at this rate would batch it (8000)")
     ap.add_argument("--profile-rate", type=float, default=2000.0)
     ap.add_argument("--profile-seconds", type=float, help="py-spy duration (20; --quick 10; 0: no profile)")
+    ap.add_argument("--quiet-wait", type=float, default=8.0,
+                    help="before each rate, wait up to this long for other jobs to use < --quiet-cores (0: don't)")
+    ap.add_argument("--quiet-cores", type=float, default=0.5)
     ap.add_argument("--stall", type=float, default=60.0, help="give up on a rate after this long with no decision")
     ap.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
                     help="extra environment for the worker (e.g. TRUST_FETCH_WAIT_MS=10)")
@@ -355,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     q = args.quick
     args.rates = [float(x) for x in args.rates.split(",") if x]
-    args.duration = args.duration or (8.0 if q else 20.0)
+    args.duration = args.duration or (8.0 if q else 15.0)
     args.runs = args.runs or (1 if q else 3)
     args.reps = 1 if q else 3
     args.profile_seconds = (10.0 if q else 20.0) if args.profile_seconds is None else args.profile_seconds

@@ -107,21 +107,24 @@ def _f(x: Any, fmt: str = ",.0f") -> str:
 
 def table(res: dict) -> str:
     lines = ["| offered ev/s | sent ev/s | ev/msg | decided / sent | p50 ms | p95 ms | p99 ms | max ms | p99 of each run (ms) "
-             "| worker CPU-µs/msg | CPU-µs/event | CPU ÷ budget |", "|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+             "| worker CPU-µs/msg | CPU-µs/event | CPU ÷ budget | worker cores | others' cores |",
+             "|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in res.get("rates", []):
         runs = ", ".join(_f(x, ",.1f") for x in r["p99_ms_runs"])
         lines.append(f"| {r['offered_rate']:,.0f} | {_f(r['achieved_rate'])} | {r['events_per_message']:.1f} | "
                      f"{_f(r['decided'])} / {_f(r['events'])} | {_f(r['p50_ms'], ',.1f')} | {_f(r['p95_ms'], ',.1f')} | "
                      f"{_f(r['p99_ms'], ',.1f')} | {_f(r['max_ms'], ',.1f')} | {runs} | "
                      f"{_f(r['worker_cpu_us_per_message'])} | {_f(r['worker_cpu_us_per_event'], ',.1f')} | "
-                     f"{_f(r['cpu_of_budget'], '.2f')} |")
+                     f"{_f(r['cpu_of_budget'], '.2f')} | {r['worker_cores']:.2f} | {r['others_cores']:.2f} |")
     out = ["\n".join(lines), ""]
     mr, raw = res.get("max_rate"), res.get("raw")
     if mr:
         out.append(f"max sustained rate, one worker: **{mr['events_per_s']:,.0f} events/s** "
                    f"({mr['messages_per_s']:,.0f} messages/s, {mr['events_per_message']:.1f} ev/msg: the default shim "
                    f"batching traffic of {mr['shape_rate']:,.0f} ev/s); runs "
-                   + ", ".join(f"{r['events_per_s']:,.0f}" for r in mr["runs"]))
+                   + ", ".join(f"{r['events_per_s']:,.0f} (worker {r['cpu_seconds']['worker'] / r['seconds']:.0%} "
+                               f"of a core, others {r['cpu_seconds']['others'] / r['seconds']:.2f} cores)"
+                               for r in mr["runs"]))
     if raw:
         out.append(f"raw confluent-kafka loop, same run: {raw['messages_per_s']:,.0f} messages/s; runs "
                    + ", ".join(f"{r['messages_per_s']:,.0f}" for r in raw["runs"]))
