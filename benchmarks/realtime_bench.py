@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="max-rate backlog batched as a real-time shim at this rate would batch it (8000)")
     ap.add_argument("--profile-rate", type=float, default=2000.0)
     ap.add_argument("--profile-seconds", type=float, help="py-spy duration (20; --quick 10; 0: no profile)")
-    ap.add_argument("--quiet-wait", type=float, default=8.0,
+    ap.add_argument("--quiet-wait", type=float, default=5.0,
                     help="before each rate, wait up to this long for other jobs to use < --quiet-cores (0: don't)")
     ap.add_argument("--quiet-cores", type=float, default=0.5)
     ap.add_argument("--stall", type=float, default=60.0, help="give up on a rate after this long with no decision")
