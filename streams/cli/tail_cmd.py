@@ -8,8 +8,9 @@ many decisions, and the percentiles of their latency, decision `timestamp` -
 `event_timestamp`.  That is the time an event took from the shim to its
 decision only when the shim stamps events as they happen (`trustctl
 simulate` does; replayed or synthetic times make it meaningless).
-``--since`` starts each partition at the first record the broker
-timestamped at or after a time, e.g. the start of a demo.
+``--since`` starts each partition at its first record whose Kafka
+timestamp (producer or broker time, as the topic keeps it) is at or after a
+time, e.g. the start of a demo.
 """
 
 from __future__ import annotations
