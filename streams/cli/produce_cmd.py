@@ -14,9 +14,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--events", required=True, type=Path)
     p.add_argument("--shim-id", help="shim id on the batches (default host-pid)")
     p.set_defaults(func=produce)
-    s = subparsers.add_parser("simulate", help="generate realistic mixed shim traffic")
+    s = subparsers.add_parser(
+        "simulate", help="generate realistic mixed shim traffic",
+        description="Realistic mixed shim traffic through the shim SDK, paced in real time; each event is "
+                    "stamped with the wall clock as it is sent, so `trustctl tail decisions --stats` shows "
+                    "the decision latency.")
     s.add_argument("--rate", type=float, default=1000.0, help="events per second (default 1000)")
-    s.add_argument("--identities", type=int, default=50, help="distinct identities (default 50)")
+    s.add_argument("--identities", type=int, default=50,
+                   help="simulated processes, spread over the 7 tool identities (default 50)")
     s.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
     s.add_argument("--seed", type=int, default=7)
     s.set_defaults(func=simulate)
@@ -70,13 +75,17 @@ def _complete(rec: dict) -> dict:
 
 def simulate(args: argparse.Namespace) -> int:
     from streams.shim import ShimProducer
-    from streams.simulate import generate
+    from streams.simulate import WallClock, generate
 
     shim = ShimProducer()
     total = int(args.rate * args.duration)
+    stamp = WallClock()
     started = time.monotonic()
     try:
         for i, event in enumerate(itertools.islice(generate(args.identities, args.seed), total)):
+            # The event happens now: decision `timestamp` - `event_timestamp`
+            # is then the time it took through the shim, Kafka and the engine.
+            event["timestamp"] = stamp()
             shim.send(event)
             # Pace to the rate, serving batches and delivery reports meanwhile.
             while (ahead := (i + 1) / args.rate - (time.monotonic() - started)) > 0.001:
