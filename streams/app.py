@@ -31,6 +31,7 @@ from streams.agents.outputs import OutputProducer
 from streams.agents.policy import PolicyWatcher
 from streams.agents.redzone import RedzoneApplier, RedzoneFollower
 from streams.engine import TrustEngine
+from streams.faustfix import app_options
 from streams.kafka.admin import group_lag
 from streams.metrics import DecideMetrics
 from streams.redzone.service import RedzoneService
@@ -95,6 +96,7 @@ def _make_app(s: Settings) -> faust.App:
         web_graph_enabled=False,
         stream_recovery_delay=0.0,
         broker_commit_interval=1.0,
+        **app_options(),  # restart race fix (streams/faustfix.py)
     )
 
 
