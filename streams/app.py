@@ -96,7 +96,7 @@ def _make_app(s: Settings) -> faust.App:
         web_graph_enabled=False,
         stream_recovery_delay=0.0,
         broker_commit_interval=1.0,
-        **app_options(),  # restart race fix (streams/faustfix.py)
+        **app_options(s, worker_id=os.environ.get("TRUST_WORKER_ID")),  # restarts: streams/faustfix.py
     )
 
 

@@ -1,6 +1,8 @@
-"""Corrections to faust-streaming 0.15.3 that a worker needs to lose no event on restart.
+"""Corrections to faust-streaming 0.15.3 so a restarted worker loses no event
+and decides again within seconds of a crash.
 
-Apply them to an app built from settings with ``faust.App(..., **app_options())``.
+Apply them to an app built from settings:
+``faust.App(..., **app_options(settings, worker_id=os.environ.get("TRUST_WORKER_ID")))``.
 
 The restart race (docs/reliability.md, "Restarts")
 --------------------------------------------------
@@ -53,11 +55,31 @@ the sound part of it and is done.
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
 from typing import Any
 
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
+
+from streams.errors import ConfigError
+from streams.settings import Settings
+
+# Fast restart after kill -9 (docs/reliability.md, "Restarts"; benchmarks/restart_bench.py).
+# A dead member holds its partitions until its session times out (Faust's
+# default: 60 s).  With static membership (KIP-345, group.instance.id) the
+# replacement started under the same id takes them over at once, without a
+# rebalance; aiokafka 0.14 sends it in JoinGroup v5, Faust passes
+# `consumer_group_instance_id` through.  A worker that dies and does not come
+# back is noticed when its session times out: 10 s, heartbeats every 3 s.
+# Heartbeats come from the consumer's own thread and event loop, so a busy or
+# GC-pausing decide loop does not delay them; only a process stalled for 10 s
+# loses its partitions (a rebalance: at-least-once, nothing lost).
+SESSION_TIMEOUT = 10.0
+HEARTBEAT_INTERVAL = 3.0
+NO_STATIC_MEMBERSHIP = "none"
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 class SeekFirstRecovery(Recovery):
@@ -131,9 +153,41 @@ class SeekFirstTableManager(TableManager):
         return self._recovery
 
 
-def app_options() -> dict[str, Any]:
-    """faust.App keyword arguments that apply these corrections."""
-    return {"TableManager": SeekFirstTableManager}
+def worker_instance_id(settings: Settings, worker_id: str | None = None) -> str | None:
+    """The worker's group.instance.id, or None for dynamic membership.
+
+    `worker_id` wins when given (`none` turns static membership off).  The
+    default, ``<app id>.<host name>.<web host>.<web port>``, is stable across
+    restarts of the same worker and unique among live ones: a second worker on
+    the same address cannot bind the operator API's port and exits before it
+    joins the group.  Two workers given the same id would fence each other
+    into endless rebalances.
+    """
+    if worker_id is not None and worker_id.strip():
+        wid = worker_id.strip()
+        if wid == NO_STATIC_MEMBERSHIP:
+            return None
+        if not _INSTANCE_ID.fullmatch(wid):
+            raise ConfigError(f"worker id `{wid}` must be 1 to 249 of A-Z a-z 0-9 . _ - "
+                              f"(or `{NO_STATIC_MEMBERSHIP}` for dynamic membership)")
+        return wid
+    raw = f"{settings.app_id}.{socket.gethostname()}.{settings.web_host}.{settings.web_port}"
+    return re.sub(r"[^A-Za-z0-9._-]", "-", raw)[:249]
 
 
-__all__ = ["SeekFirstRecovery", "SeekFirstTableManager", "app_options", "forget_reads_before_seek"]
+def app_options(settings: Settings, worker_id: str | None = None) -> dict[str, Any]:
+    """faust.App keyword arguments that apply these corrections.
+
+    Faust's own environment variables (BROKER_SESSION_TIMEOUT,
+    BROKER_HEARTBEAT_INTERVAL, CONSUMER_GROUP_INSTANCE_ID) still override them.
+    """
+    return {
+        "TableManager": SeekFirstTableManager,
+        "broker_session_timeout": SESSION_TIMEOUT,
+        "broker_heartbeat_interval": HEARTBEAT_INTERVAL,
+        "consumer_group_instance_id": worker_instance_id(settings, worker_id),
+    }
+
+
+__all__ = ["SeekFirstRecovery", "SeekFirstTableManager", "app_options", "forget_reads_before_seek",
+           "worker_instance_id"]

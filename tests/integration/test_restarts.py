@@ -78,3 +78,12 @@ def _assert_none_missing(ids: list[str], counts: dict[str, int]) -> None:
 def test_graceful_restarts_under_load_lose_no_event(pipeline, tmp_path):
     ids, counts = _restart_under_load(pipeline, tmp_path, Pipeline.stop)
     _assert_none_missing(ids, counts)
+
+
+def test_kill_9_restarts_with_the_short_fetch_wait_lose_no_event(pipeline, tmp_path):
+    """kill -9: nothing committed at exit, the group not left; the replacement
+    takes the same partitions over (static membership) and decides again what
+    was not committed.  The short fetch wait widened the race's window."""
+    pipeline.env["TRUST_FETCH_WAIT_MS"] = "10"
+    ids, counts = _restart_under_load(pipeline, tmp_path, Pipeline.kill)
+    _assert_none_missing(ids, counts)

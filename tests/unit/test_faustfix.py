@@ -17,10 +17,13 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import pytest
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
-from streams.faustfix import SeekFirstRecovery, app_options, forget_reads_before_seek
+from streams.errors import ConfigError
+from streams.faustfix import SeekFirstRecovery, app_options, forget_reads_before_seek, worker_instance_id
+from streams.settings import Settings
 
 EVENTS = [TP("events", p) for p in range(3)]
 CHANGELOG = TP("app-trust-changelog", 0)
@@ -175,8 +178,28 @@ def test_reads_and_acknowledgements_before_the_seek_are_forgotten():
     assert EVENTS[2] in consumer._acked  # not seeked: left alone
 
 
-def test_app_options_install_the_seek_first_recovery():
+def test_app_options_install_the_seek_first_recovery_and_static_membership(monkeypatch):
     import faust
 
-    app = faust.App("faustfix-unit", **app_options())
+    for name in ("BROKER_SESSION_TIMEOUT", "BROKER_HEARTBEAT_INTERVAL", "CONSUMER_GROUP_INSTANCE_ID"):
+        monkeypatch.delenv(name, raising=False)
+    app = faust.App("faustfix-unit", **app_options(Settings(app_id="app-1", web_port=7001)))
     assert isinstance(app.tables.recovery, SeekFirstRecovery)
+    assert app.conf.broker_session_timeout == 10.0 and app.conf.broker_heartbeat_interval == 3.0
+    assert app.conf.consumer_group_instance_id.startswith("app-1.")
+
+
+def test_the_default_worker_id_is_stable_and_names_the_workers_address(monkeypatch):
+    monkeypatch.setattr("socket.gethostname", lambda: "node 7:a")
+    s = Settings(app_id="forgeone-trust", web_host="127.0.0.1", web_port=6066)
+    assert worker_instance_id(s) == worker_instance_id(s) == "forgeone-trust.node-7-a.127.0.0.1.6066"
+    assert worker_instance_id(Settings(app_id="forgeone-trust", web_port=6067)) != worker_instance_id(s)
+
+
+def test_a_given_worker_id_is_used_checked_or_turns_static_membership_off():
+    s = Settings()
+    assert worker_instance_id(s, "worker-0") == "worker-0"
+    assert worker_instance_id(s, "none") is None
+    assert worker_instance_id(s, "  ") == worker_instance_id(s)
+    with pytest.raises(ConfigError, match="`pod/0`"):
+        worker_instance_id(s, "pod/0")
