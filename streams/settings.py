@@ -80,6 +80,7 @@ class Settings:
     fetch_wait_ms: int | None = None
     schema_dir: Path | None = None  # None: the installed schemas (streams/codec/avro.py)
     codec_compiled: bool = True  # False: fastavro alone (for comparisons in benchmarks)
+    worker_id: str | None = None  # static group membership id; None: derived (streams/worker/faustfix.py)
     event_loop: str = "uvloop"  # the worker's asyncio loop: `uvloop` or `aio` (the standard one)
     # Signing (docs/security.md): paths only, the keys stay in their files.
     policy_verify_keys: tuple[Path, ...] = ()
@@ -142,6 +143,7 @@ class Settings:
             fetch_wait_ms=_int(env, "TRUST_FETCH_WAIT_MS", 0) or None,
             schema_dir=Path(env["TRUST_SCHEMA_DIR"]) if env.get("TRUST_SCHEMA_DIR") else None,
             codec_compiled=env.get("TRUST_CODEC_COMPILED", "1") != "0",
+            worker_id=env.get("TRUST_WORKER_ID") or None,
             event_loop=_choice(env, "TRUST_EVENT_LOOP", ("aio", "uvloop"), d.event_loop),
             policy_verify_keys=tuple(Path(p.strip()) for p in env.get("TRUST_POLICY_VERIFY_KEYS", "").split(",")
                                      if p.strip()),

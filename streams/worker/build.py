@@ -47,6 +47,7 @@ from streams.redzone.service import RedzoneService
 from streams.redzone.view import LocalRedzoneView
 from streams.settings import Settings
 from streams.web import OperatorApi, Probe, register
+from streams.worker.faustfix import app_options
 from streams.worker.faustkit import TrustApp
 
 log = logging.getLogger("forgeone.trust")
@@ -141,6 +142,9 @@ def make_app(s: Settings, before_commit_flush=None) -> TrustApp:
         broker_commit_interval=1.0,
         fetch_wait_ms=s.fetch_wait_ms,
         before_commit_flush=before_commit_flush,
+        # restarts lose nothing (the seek-first recovery) and take over at once
+        # (static membership, 10 s session): streams/worker/faustfix.py
+        **app_options(s, worker_id=s.worker_id),
     )
 
 

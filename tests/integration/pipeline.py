@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -88,6 +89,25 @@ class Pipeline:
         if ensure:
             ensure_topics(self.settings)
 
+    def create_changelog(self) -> None:
+        """Create the trust table's changelog topic before the first worker does.
+
+        A worker's first start creates it, but if the broker's metadata does
+        not list it yet when the consumer subscribes, the worker runs without
+        its table partitions (the decide agent crashes with PartitionsMismatch
+        until the next metadata refresh, minutes later).  Tests about restarts
+        sidestep that first-start race.
+        """
+        from confluent_kafka.admin import NewTopic
+
+        name = f"{self.settings.app_id}-trust-changelog"
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        admin.create_topics([NewTopic(name, self.settings.partitions, self.settings.replication_factor,
+                                      config={"cleanup.policy": "compact"})])[name].result(30)
+        wait_for(f"topic {name} in the broker's metadata",
+                 lambda: name in admin.list_topics(timeout=5).topics
+                 and all(p.leader >= 0 for p in admin.list_topics(name, timeout=5).topics[name].partitions.values()))
+
     # -- engine -------------------------------------------------------------
     def publish(self, policy: Path, settings: Settings | None = None) -> None:
         publish(settings or self.settings, load_policy_file(policy), "pytest")
@@ -114,6 +134,14 @@ class Pipeline:
     def wait_policy(self, version: str) -> None:
         wait_for(f"worker running policy {version}",
                  lambda: (self.health() or {}).get("policy_version") == version)
+
+    def kill(self) -> None:
+        """kill -9 the worker: no commit, no leaving the consumer group."""
+        if self.worker is None:
+            return
+        self.worker.send_signal(signal.SIGKILL)
+        self.worker.wait(10)
+        self.worker = None
 
     def stop(self) -> None:
         if self.worker is None:
@@ -166,6 +194,9 @@ class Pipeline:
     def decisions(self, count: int, timeout: float = DEADLINE, settings: Settings | None = None) -> list[dict]:
         return self.read("decisions", "DecisionBatch", count, timeout, unroll="decisions", settings=settings)
 
+    def decision_reader(self) -> "DecisionReader":
+        return DecisionReader(self)
+
     def cleanup(self) -> None:
         self.stop()
         admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
@@ -177,3 +208,95 @@ class Pipeline:
                     f.result(30)
                 except Exception:  # deleted already or still being created: not this test's concern
                     pass
+
+
+class DecisionReader:
+    """Reads trust.decisions from the start and counts decisions per event_id.
+
+    `poll_until(check)` keeps reading until `check(counts)` is true or the
+    deadline passes; the counts grow across calls (one consumer, never rewound).
+    """
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+        topic = pipeline.settings.topic("decisions")
+        self._decode = codec("DecisionBatch").decode
+        self._consumer = Consumer({"bootstrap.servers": pipeline.settings.kafka_bootstrap,
+                                   "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                                   "auto.offset.reset": "earliest"})
+        meta = self._consumer.list_topics(topic, timeout=10)
+        self._consumer.assign([TopicPartition(topic, p, 0) for p in meta.topics[topic].partitions])
+        self.counts: dict[str, int] = {}
+
+    def poll_until(self, what: str, check: Callable[[dict[str, int]], bool], timeout: float = DEADLINE) -> dict[str, int]:
+        deadline = time.monotonic() + timeout
+        counts = self.counts
+        while not check(counts):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n"
+                                     f"worker log:\n{self.pipeline.log_tail()}")
+            for m in self._consumer.consume(1000, 0.5):
+                if m.error():
+                    continue
+                for d in self._decode(m.value())["decisions"]:
+                    counts[d["event_id"]] = counts.get(d["event_id"], 0) + 1
+        return counts
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class Load:
+    """A shim sending events with unique ids (`<prefix>-<n>`) at a steady rate
+    from its own thread, over `identities` identities (so every partition gets
+    some), until `stop()`; `sent` holds every id handed to the shim."""
+
+    def __init__(self, pipeline: Pipeline, rate: float = 1000.0, identities: int = 24, prefix: str = "ld",
+                 linger_ms: float = 100.0):
+        self.pipeline = pipeline
+        self.rate = rate
+        self.linger_ms = linger_ms
+        self.identities = identities
+        self.prefix = prefix
+        self.sent: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="load", daemon=True)
+        self.error: BaseException | None = None
+        self.undelivered = 0
+
+    def start(self) -> "Load":
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[str]:
+        """Stop sending, flush, and return the ids sent (all delivered, or fail)."""
+        self._stop.set()
+        self._thread.join(60)
+        assert not self._thread.is_alive(), "the load thread did not stop"
+        if self.error is not None:
+            raise AssertionError(f"the load thread failed: {self.error!r}") from self.error
+        assert self.undelivered == 0, f"{self.undelivered} event(s) not delivered to Kafka"
+        return self.sent
+
+    def _run(self) -> None:
+        from streams.shim import ShimProducer
+
+        try:
+            shim = ShimProducer(settings=self.pipeline.settings, shim_id=f"load-{uuid.uuid4().hex[:6]}",
+                                linger_ms=self.linger_ms)
+            started = time.monotonic()
+            n = 0
+            while not self._stop.is_set():
+                due = int((time.monotonic() - started) * self.rate)
+                while n < due:
+                    event_id = f"{self.prefix}-{n}"
+                    shim.send(normalise({"event_id": event_id, "syscall": "read", "args": ["/etc/hosts"],
+                                         "identity": {"id": f"svc-{n % self.identities}", "process_id": "p-1"},
+                                         "timestamp": "2026-11-28T12:00:00.000000Z"}))
+                    self.sent.append(event_id)
+                    n += 1
+                shim.poll(0.005)  # paces the loop: batches leave when due, at most 5 ms late
+            shim.close(30)
+            self.undelivered = shim.counters.events_sent - shim.counters.events_delivered
+        except BaseException as exc:  # reported by stop()
+            self.error = exc
