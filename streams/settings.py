@@ -77,7 +77,7 @@ class Settings:
     web_port: int = 6066
     operator_token: str | None = field(default=None, repr=False)
     trace_depth: int = 64
-    fetch_wait_ms: int | None = None
+    fetch_wait_ms: int = 10  # the consumer's fetch wait (Faust hard-codes 1,500 ms: seconds of latency)
     schema_dir: Path | None = None  # None: the installed schemas (streams/codec/avro.py)
     codec_compiled: bool = True  # False: fastavro alone (for comparisons in benchmarks)
     worker_id: str | None = None  # static group membership id; None: derived (streams/worker/faustfix.py)
@@ -140,7 +140,7 @@ class Settings:
             web_port=_int(env, "TRUST_WEB_PORT", d.web_port),
             operator_token=env.get("TRUST_OPERATOR_TOKEN") or None,
             trace_depth=_int(env, "TRUST_TRACE_DEPTH", d.trace_depth),
-            fetch_wait_ms=_int(env, "TRUST_FETCH_WAIT_MS", 0) or None,
+            fetch_wait_ms=_int(env, "TRUST_FETCH_WAIT_MS", d.fetch_wait_ms),
             schema_dir=Path(env["TRUST_SCHEMA_DIR"]) if env.get("TRUST_SCHEMA_DIR") else None,
             codec_compiled=env.get("TRUST_CODEC_COMPILED", "1") != "0",
             worker_id=env.get("TRUST_WORKER_ID") or None,

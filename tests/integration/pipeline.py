@@ -221,9 +221,7 @@ class DecisionReader:
         self.pipeline = pipeline
         topic = pipeline.settings.topic("decisions")
         self._decode = codec("DecisionBatch").decode
-        self._consumer = Consumer({"bootstrap.servers": pipeline.settings.kafka_bootstrap,
-                                   "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                                   "auto.offset.reset": "earliest"})
+        self._consumer = clients.consumer(pipeline.settings, f"reader-{uuid.uuid4().hex}")
         meta = self._consumer.list_topics(topic, timeout=10)
         self._consumer.assign([TopicPartition(topic, p, 0) for p in meta.topics[topic].partitions])
         self.counts: dict[str, int] = {}

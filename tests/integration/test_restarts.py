@@ -13,6 +13,7 @@ import os
 
 import pytest
 
+from streams.settings import Settings
 from tests.integration.pipeline import Load, Pipeline
 
 pytestmark = pytest.mark.integration
@@ -84,6 +85,6 @@ def test_kill_9_restarts_with_the_short_fetch_wait_lose_no_event(pipeline, tmp_p
     """kill -9: nothing committed at exit, the group not left; the replacement
     takes the same partitions over (static membership) and decides again what
     was not committed.  The short fetch wait widened the race's window."""
-    pipeline.env["TRUST_FETCH_WAIT_MS"] = "10"
+    assert Settings.from_env(pipeline.env).fetch_wait_ms == 10  # the default
     ids, counts = _restart_under_load(pipeline, tmp_path, Pipeline.kill)
     _assert_none_missing(ids, counts)

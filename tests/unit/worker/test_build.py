@@ -31,11 +31,11 @@ def test_importing_the_worker_wires_nothing():
 
 def test_two_workers_from_two_settings_values():
     a = build_worker(_settings(app_id="unit-a", topic_prefix="a.", web_port=7001))
-    b = build_worker(_settings(app_id="unit-b", topic_prefix="b.", web_port=7002, fetch_wait_ms=10))
+    b = build_worker(_settings(app_id="unit-b", topic_prefix="b.", web_port=7002, fetch_wait_ms=250))
     assert a.app is not b.app
     assert a.app.conf.id == "unit-a" and b.app.conf.id == "unit-b"
     assert a.app.conf.web_port == 7001 and b.app.conf.web_port == 7002
-    assert a.app.fetch_wait_ms is None and b.app.fetch_wait_ms == 10
+    assert a.app.fetch_wait_ms == 10 and b.app.fetch_wait_ms == 250
     topics = {t for agent in b.app.agents.values() for t in agent.channel.topics}
     assert {"b.syscall-events", "b.control", "b.quarantine"} <= topics
     assert not any(t.startswith("a.") for t in topics)
