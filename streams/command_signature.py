@@ -30,18 +30,14 @@ are :func:`verify_quarantine_command`, :func:`verify_trust_control` and
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, Mapping
 
-import fastavro
 
 from streams import signing
-from streams.codec.avro import codec, parsed_schema, schema_json
-from streams.errors import CodecError, ConfigError, SignatureError
+from streams.codec.avro import codec, decode_evolved
+from streams.errors import ConfigError, SignatureError
 from streams.signing import BAD_SIGNATURE, UNSIGNED, Keyring, SigningKey, VerifyKey
 
 log = logging.getLogger("forgeone.trust.commands")
@@ -115,30 +111,11 @@ def verify_record(name: str, record: Mapping[str, Any], keyring: Keyring) -> Ver
 # -- decoding values written before the signature fields existed -------------------
 
 
-@lru_cache(maxsize=None)
-def _legacy(name: str) -> tuple[Any, Any]:
-    """(writer schema without the signature fields, current schema)."""
-    raw = json.loads(schema_json(name))
-    raw["fields"] = [f for f in raw["fields"] if f["name"] not in SIGNATURE_FIELDS]
-    return fastavro.parse_schema(raw), parsed_schema(name)
-
-
 def decode(name: str, value: bytes) -> dict:
     """A `name` value; one written before the signature fields existed reads with
     them null (Avro schema resolution).  CodecError if it is neither shape."""
-    try:
-        return codec(name).decode(value)
-    except CodecError as exc:
-        _purpose(name)
-        writer, reader = _legacy(name)
-        fo = io.BytesIO(value)
-        try:
-            record = fastavro.schemaless_reader(fo, writer, reader)
-        except Exception:  # not the old shape either: the current schema's error says why
-            raise exc from None
-        if fo.tell() != len(value):
-            raise exc from None
-        return record
+    _purpose(name)
+    return decode_evolved(name, value, SIGNATURE_FIELDS)
 
 
 def verify_value(name: str, value: bytes | Mapping[str, Any], keyring: Keyring) -> dict:

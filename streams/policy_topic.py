@@ -17,20 +17,17 @@ worker refuses them (streams/agents/policy.py).
 from __future__ import annotations
 
 import getpass
-import io
 import json
 import logging
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-import fastavro
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from streams import policy_signature
 from streams.clock import utc_now
-from streams.codec.avro import codec, parsed_schema, schema_path
+from streams.codec.avro import codec, decode_evolved
 from streams.errors import CodecError, ConfigError, PolicyVersionConflict, SignatureError, TrustError
 from streams.kafka import clients
 from streams.policy.compiled import CompiledPolicy
@@ -67,15 +64,6 @@ def envelope_of(cp: CompiledPolicy, published_at: str, by: str | None,
     return envelope
 
 
-@lru_cache(maxsize=1)
-def _legacy_schemas() -> tuple[dict, dict]:
-    """(writer schema of values written before the signature fields, current schema)."""
-    raw = json.loads(schema_path("PolicyDocument").read_text(encoding="utf-8"))
-    legacy = dict(raw, fields=[f for f in raw["fields"]
-                               if f["name"] not in policy_signature.ENVELOPE_FIELDS])
-    return fastavro.parse_schema(legacy), parsed_schema("PolicyDocument")
-
-
 def decode_policy(value: bytes | None) -> dict:
     """A PolicyDocument value, also one written before the signature fields existed
     (read through Avro schema resolution: its signature fields are null).
@@ -84,17 +72,9 @@ def decode_policy(value: bytes | None) -> dict:
     if value is None:
         raise CodecError("a null value (a tombstone) is not a policy document")
     try:
-        return codec("PolicyDocument").decode(value)
-    except CodecError as exc:
-        writer, reader = _legacy_schemas()
-        fo = io.BytesIO(value)
-        try:
-            envelope = fastavro.schemaless_reader(fo, writer, reader)
-        except Exception:  # not the old shape either: the current schema's error says why
-            raise exc from None
-        if fo.tell() != len(value):
-            raise exc from None
-        return envelope
+        return decode_evolved("PolicyDocument", value, tuple(policy_signature.ENVELOPE_FIELDS))
+    except CodecError:
+        raise
     except Exception as exc:  # a decoder bug: the record is refused, never the reader
         raise CodecError(f"cannot decode `PolicyDocument`: {type(exc).__name__}: {exc}") from exc
 

@@ -46,7 +46,6 @@ def _policy(args: argparse.Namespace, settings):
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.codec.avro import codec
     from streams.errors import ConfigError
     from streams.procshim.follow import Follower
     from streams.procshim.supervisor import ShimOptions, Supervisor

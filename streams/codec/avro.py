@@ -416,3 +416,28 @@ def iter_container(path: Path | str, name: str | None = None) -> Iterator[dict]:
                 raise CodecError(f"`{path}`: record {index} does not decode: {_decode_problem(exc)}") from exc
             yield record
             index += 1
+
+
+@lru_cache(maxsize=None)
+def _without(name: str, added: tuple[str, ...]) -> dict:
+    raw = json.loads(schema_json(name))
+    raw["fields"] = [f for f in raw["fields"] if f["name"] not in added]
+    return fastavro.parse_schema(raw)
+
+
+def decode_evolved(name: str, value: bytes, added: tuple[str, ...]) -> dict:
+    """A `name` value, also one written before the fields `added` existed (read
+    through Avro schema resolution: those fields take their defaults).
+
+    CodecError, from the current schema, if the value is neither shape."""
+    try:
+        return codec(name).decode(value)
+    except CodecError as exc:
+        fo = io.BytesIO(value)
+        try:
+            record = fastavro.schemaless_reader(fo, _without(name, added), parsed_schema(name))
+        except Exception:  # not the old shape either: the current schema's error says why
+            raise exc from None
+        if fo.tell() != len(value):
+            raise exc from None
+        return record

@@ -511,7 +511,7 @@ def _special(name: str, a: tuple[int, ...], mem: Memory) -> list[str]:
         if base in (0, 9, 11, 6, 13):  # waits take a timeout
             out.append(ptr(a[3]))
             if base == 9:
-                out += [ptr(a[4]), f"FUTEX_BITSET_MATCH_ANY" if a[5] & 0xFFFFFFFF == 0xFFFFFFFF else hex(a[5])]
+                out += [ptr(a[4]), "FUTEX_BITSET_MATCH_ANY" if a[5] & 0xFFFFFFFF == 0xFFFFFFFF else hex(a[5])]
         elif base in (3, 4):
             out += [str(_i32(a[3])), ptr(a[4])] + ([str(_i32(a[5]))] if base == 4 else [])
         return out

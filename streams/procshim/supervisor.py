@@ -35,7 +35,7 @@ from typing import Any
 from streams.clock import utc_now
 from streams.errors import ConfigError
 from streams.procshim.actuator import Actuator, Op, Step
-from streams.procshim.gate import GateBook, Held
+from streams.procshim.gate import GateBook
 from streams.procshim.notify import Listener, find_listener_fd, take_fd
 from streams.procshim.render import render
 from streams.procshim.syscall_table import BY_NUMBER
