@@ -31,7 +31,7 @@ from streams.agents.outputs import OutputProducer
 from streams.agents.policy import PolicyWatcher
 from streams.agents.redzone import RedzoneApplier, RedzoneFollower
 from streams.engine import TrustEngine
-from streams.faustfix import app_options
+from streams.faustfix import app_options, install
 from streams.kafka.admin import group_lag
 from streams.metrics import DecideMetrics
 from streams.redzone.service import RedzoneService
@@ -57,26 +57,6 @@ settings = Settings.from_env()
 FETCH_MAX_WAIT_MS = int(os.environ.get("TRUST_FETCH_WAIT_MS") or 0) or None
 
 
-def _short_fetch_wait() -> None:
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-
-    create = AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(create, "_trust_short_wait", False):
-        return
-
-    def _create_worker_consumer(self, transport):
-        consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by consumer.start()
-        return consumer
-
-    _create_worker_consumer._trust_short_wait = True
-    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
-
-
-if FETCH_MAX_WAIT_MS is not None:
-    _short_fetch_wait()
-
-
 def _make_app(s: Settings) -> faust.App:
     return faust.App(
         s.app_id,
@@ -100,7 +80,7 @@ def _make_app(s: Settings) -> faust.App:
     )
 
 
-app = _make_app(settings)
+app = install(_make_app(settings), fetch_max_wait_ms=FETCH_MAX_WAIT_MS)  # streams/faustfix.py
 
 
 def _raw_topic(kind: str):

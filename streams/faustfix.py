@@ -59,8 +59,11 @@ import re
 import socket
 from typing import Any
 
+import faust
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
+from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP
 
 from streams.errors import ConfigError
@@ -110,7 +113,7 @@ class SeekFirstRecovery(Recovery):
         consumer.stop_flow()
         if assignment:
             self.log.info("Seek stream partitions to committed offsets.")
-            await self._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+            await self._wait(self._seek_streams(streams), timeout=app.conf.broker_request_timeout)
         # From here to resume_flow(): no await, so the drain loop cannot run in between.
         forget_reads_before_seek(consumer, streams)
         self.completed.set()
@@ -124,6 +127,24 @@ class SeekFirstRecovery(Recovery):
             self.tables.on_standbys_ready()
         app.on_rebalance_end()
         self.log.info("Worker ready")
+
+
+    async def _seek_streams(self, streams: set[TP]) -> None:
+        """Committed offsets; the earliest one where nothing is committed yet.
+
+        aiokafka's ``seek_to_committed`` leaves a partition without a
+        committed offset where its fetcher got to, which may be past records
+        never delivered; with ``auto_offset_reset=earliest`` it goes back to
+        where a new consumer would start.
+        """
+        consumer = self.app.consumer
+        await consumer.perform_seek()
+        if self.app.conf.consumer_auto_offset_reset != "earliest":
+            return
+        fresh = [tp for tp in streams if consumer._committed_offset.get(tp) is None]  # type: ignore[attr-defined]
+        if fresh:
+            earliest = await consumer.earliest_offsets(*fresh)
+            await consumer.seek_wait({tp: earliest[tp] for tp in fresh if earliest.get(tp) is not None})
 
 
 def forget_reads_before_seek(consumer: Any, tps: set[TP]) -> None:
@@ -151,6 +172,55 @@ class SeekFirstTableManager(TableManager):
         if self._recovery is None:
             self._recovery = SeekFirstRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
         return self._recovery
+
+
+class _ConsumerThread(AIOKafkaConsumerThread):
+    fetch_max_wait_ms: int | None = None
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        if self.fetch_max_wait_ms is not None:
+            consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # read by consumer.start()
+        return consumer
+
+
+class SnapshotConsumer(Consumer):
+    """Faust's aiokafka consumer, fetching only what was active when it asked.
+
+    Faust hands its *live* set of active partitions to the consumer thread,
+    which reads it again while it waits for records.  When the set empties
+    meanwhile (recovery pausing the changelogs while every stream partition
+    is still paused), aiokafka's ``fetched_records`` takes the empty set for
+    "every partition", Faust drops what is not active, and aiokafka has moved
+    past it: on a partition without a committed offset no seek brings it
+    back.  Quarantine commands on such partitions stayed unapplied (the decide
+    agent waited its 30 s for them), more often with a short fetch wait.
+    A copy of the set closes that window.
+
+    `fetch_max_wait_ms` replaces Faust's hard-coded 1,500 ms fetch wait.
+    """
+
+    fetch_max_wait_ms: int | None = None
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        thread = _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        thread.fetch_max_wait_ms = self.fetch_max_wait_ms
+        return thread
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        snapshot = None if active_partitions is None else set(active_partitions)
+        return await super()._getmany(snapshot, timeout)
+
+
+def install(app: faust.App, fetch_max_wait_ms: int | None = None) -> faust.App:
+    """Make `app` use :class:`SnapshotConsumer`; before its consumer exists."""
+    if app._consumer is not None:  # type: ignore[attr-defined]
+        raise RuntimeError("install the consumer before the app creates it (before the worker starts)")
+    if not isinstance(app.transport, AIOKafkaTransport):
+        raise RuntimeError(f"the consumer fix needs the aiokafka transport, not `{type(app.transport).__name__}`")
+    app.transport.Consumer = type("SnapshotConsumer", (SnapshotConsumer,),  # type: ignore[misc]
+                                  {"fetch_max_wait_ms": fetch_max_wait_ms})
+    return app
 
 
 def worker_instance_id(settings: Settings, worker_id: str | None = None) -> str | None:
@@ -189,5 +259,5 @@ def app_options(settings: Settings, worker_id: str | None = None) -> dict[str, A
     }
 
 
-__all__ = ["SeekFirstRecovery", "SeekFirstTableManager", "app_options", "forget_reads_before_seek",
-           "worker_instance_id"]
+__all__ = ["SeekFirstRecovery", "SeekFirstTableManager", "SnapshotConsumer", "app_options",
+           "forget_reads_before_seek", "install", "worker_instance_id"]
