@@ -17,6 +17,8 @@ only connects it to Kafka.  Settings that matter, and why:
   microseconds of CPU per record here (BENCHMARKS.md).
 - the consumer's fetch wait can be cut from Faust's hard-coded 1.5 s
   (`TRUST_FETCH_WAIT_MS`), off by default; see the note at the setting.
+- restarts lose nothing and take seconds: `streams.faustfix` (recovery
+  order, consumer fetch, static membership; docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -51,9 +53,10 @@ settings = Settings.from_env()
 # holds it the full 1.5 s: every decision then waits up to 1.5 s in real
 # time.  A short wait (TRUST_FETCH_WAIT_MS=10) makes such a fetch come back
 # at once: p50 latency at 5 % load fell from 1.3 s to 33 ms (BENCHMARKS.md).
-# It is OFF by default: with it, a worker restarted mid-stream stopped
-# receiving its event partitions in 1 of 4 runs (the restart test), and the
-# cause inside Faust/aiokafka is not understood yet.
+# It was switched off because a restarted worker lost events or stalled 30 s
+# with it: two Faust races it made frequent, fixed in streams/faustfix.py
+# (docs/reliability.md, "Restarts").  Its cost: an idle worker uses ~7 % of a
+# core at 10 ms (0.8 % at 1.5 s).  Unset, Faust's 1.5 s applies.
 FETCH_MAX_WAIT_MS = int(os.environ.get("TRUST_FETCH_WAIT_MS") or 0) or None
 
 
