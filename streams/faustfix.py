@@ -59,9 +59,9 @@ partition", hands over buffered stream records, and Faust drops them as not
 active: aiokafka has moved past them.  Partitions with a committed offset are
 sought back; those without one (trust.quarantine shortly after a first
 start) were not, so quarantine commands stayed unapplied and the decide
-agent waited out its 30 s catch-up deadline.  Seen with aiokafka debug logs
-in 2 of 32 restarts with fix 1 alone and a 10 ms fetch wait; the short wait
-makes a fetch return inside that window.  The thread now gets a copy.
+agent waited out its 30 s catch-up deadline: 3 of 37 restarts with fix 1
+alone and a 10 ms fetch wait (one traced in aiokafka's debug log); the short
+wait makes a fetch return inside that window.  The thread now gets a copy.
 
 3. Fast restart after kill -9 (:func:`app_options`)
 ---------------------------------------------------
