@@ -63,8 +63,7 @@ def _restart_under_load(p: Pipeline, tmp_path, stop) -> tuple[list[str], dict[st
             pass  # reported below, with the ids missing
         return ids, dict(reader.counts)
     finally:
-        if load._thread.is_alive():
-            load._stop.set()
+        load.abort()
         reader.close()
 
 
