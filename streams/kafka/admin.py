@@ -48,6 +48,18 @@ def topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
     )
 
 
+TRUST_TABLE = "trust"  # the Faust table of adaptive trust (streams/worker/build.py)
+
+
+def changelog_spec(settings: Settings) -> TopicSpec:
+    """The trust table's changelog, as Faust would create it (compacted, one
+    partition per events partition).  Created with the others so a worker's
+    first start never subscribes before the broker lists it (docs/reliability.md)."""
+    return TopicSpec(kind="trust-changelog", name=f"{settings.app_id}-{TRUST_TABLE}-changelog",
+                     partitions=settings.partitions, replication_factor=settings.replication_factor,
+                     config={"cleanup.policy": "compact"})
+
+
 def admin_client(settings: Settings):
     """An AdminClient for the configured brokers (connects lazily)."""
     return clients.admin(settings)
@@ -73,7 +85,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0, admin=None) -> Ensu
     from confluent_kafka.admin import NewTopic
 
     admin = admin or admin_client(settings)
-    specs = topic_specs(settings)
+    specs = topic_specs(settings) + (changelog_spec(settings),)
     found = topic_partitions(admin, timeout)
     missing = [s for s in specs if s.name not in found]
     created: list[TopicSpec] = []

@@ -41,7 +41,7 @@ from streams.agents.policy import PolicyWatcher
 from streams.agents.redzone import RedzoneApplier, RedzoneFollower
 from streams.engine import TrustEngine
 from streams.kafka import clients
-from streams.kafka.admin import group_lag
+from streams.kafka.admin import TRUST_TABLE, group_lag
 from streams.metrics import DecideMetrics
 from streams.redzone.service import RedzoneService
 from streams.redzone.view import LocalRedzoneView
@@ -165,7 +165,7 @@ def build_worker(settings: Settings) -> Worker:
     # Keys are identity ids, values TrustEntry (JSON dicts on the changelog and
     # right after a restore).  The decider changes the table's data directly and
     # the changelog is written once per commit (Worker.before_commit).
-    trust_table = app.Table("trust", default=None, partitions=s.partitions,
+    trust_table = app.Table(TRUST_TABLE, default=None, partitions=s.partitions,
                             schema=faust.Schema(key_serializer="json", value_serializer="json"))
     view = LocalRedzoneView()
     policy = PolicyWatcher(s, metrics=metrics)

@@ -1,11 +1,16 @@
-"""Corrections to faust-streaming 0.15.3 so a restarted worker loses no event
-and decides again within seconds of a crash.
+"""Corrections to faust-streaming 0.15.3 (aiokafka 0.14) so a restarted worker
+loses no event and decides again within seconds of a crash.
 
-Apply them to an app built from settings:
-``faust.App(..., **app_options(settings, worker_id=settings.worker_id))`` (streams/worker/build.py).
+The composition root applies them (streams/worker/build.py):
+``TrustApp(..., **app_options(settings, worker_id=settings.worker_id))``, and
+its transport's consumer is a :class:`SnapshotConsumer`
+(streams/worker/faustkit.py).
 
-The restart race (docs/reliability.md, "Restarts")
---------------------------------------------------
+docs/reliability.md ("Restarts") has the figures; tests/unit/worker/test_faustfix.py
+models the races, tests/integration/test_restarts.py restarts a real worker.
+
+1. Recovery resumes before it seeks (:class:`SeekFirstRecovery`)
+----------------------------------------------------------------
 After a rebalance, a worker with tables reads its changelogs back with the
 consumer's fetcher running, then ``Recovery.on_recovery_completed``
 (faust/tables/recovery.py) hands the stream partitions to the agents.  In
@@ -26,30 +31,58 @@ records fetched again from the committed offset are dropped as "already read",
 and the gap logic (``_add_gap`` / ``_new_offset``) lets the next commit step
 over them: the events are lost for good.  When no gap gets recorded instead,
 the partition's commits stop (its first acknowledged offset is never the
-committed one).  Measured here: 20 of 6,594 events lost over 3 graceful
-restarts under load, 547 and 8,808 in a colleague's runs.
+committed one).  Measured: 20, 4,672 and 299 events lost in 3 of 3 runs of
+3-5 graceful restarts under load; 547 and 8,808 in a colleague's runs.
 
 This is the bug class of faust-streaming#216 (fixed by #217, only in
 ``Recovery._resume_streams``, the path of apps without tables) and #221 (#223
 discards events of an older generation, which does not help here: the
-records are of the current one).  Upstream's own ``on_recovery_completed``
-once sought first and resumed after; 0.15.3 resumes first.
+records are of the current one).  Upstream's ``on_recovery_completed`` once
+sought first and resumed after; the 0.15.3 installed here resumes first.
 
-The fix, :class:`SeekFirstRecovery`: the stream partitions stay paused and the
-consumer's flow stopped (a batch being drained stops at its next record)
-while it seeks; right after the seek, with no ``await`` in between, it sets
-the read offsets to the committed ones, forgets acknowledgements and gaps
-recorded before the seek, clears the agent queues, and only then resumes the
-partitions and the flow.  Everything after the committed offset is fetched
-and delivered again, so the worst a restart can do is decide an event twice
-(at-least-once; the decider is idempotent per batch).
+The fix keeps the stream partitions paused and the consumer's flow stopped
+(a batch being drained stops at its next record) while it seeks; right after
+the seek, with no ``await`` in between, it sets the read offsets to the
+committed ones, forgets acknowledgements and gaps recorded before the seek,
+clears the agent queues, and only then resumes the partitions and the flow.
+A partition with nothing committed is sought to its earliest offset (with
+``auto_offset_reset=earliest``): ``seek_to_committed`` leaves it wherever its
+fetcher got to (see 2).
 
-A guard refusing commits that skip offsets was considered and left out: the
-offsets a commit may legitimately skip (transaction markers, compacted
-records) are known only to the fetcher, so a cheap guard would either stop a
-partition's commits for good on such a topic or trust the same read offsets
-the race corrupts.  Forgetting the acknowledgements and gaps at the seek is
-the sound part of it and is done.
+2. The consumer thread reads Faust's live set of active partitions (:class:`SnapshotConsumer`)
+-------------------------------------------------------------------------------------------
+Faust passes its own, mutable, set of active partitions to the consumer
+thread, which reads it again while it waits for records.  When recovery
+pauses the changelogs while every stream partition is still paused, the set
+empties, aiokafka's ``fetched_records`` takes the empty set for "every
+partition", hands over buffered stream records, and Faust drops them as not
+active: aiokafka has moved past them.  Partitions with a committed offset are
+sought back; those without one (trust.quarantine shortly after a first
+start) were not, so quarantine commands stayed unapplied and the decide
+agent waited out its 30 s catch-up deadline: 3 of 37 restarts with fix 1
+alone and a 10 ms fetch wait (one traced in aiokafka's debug log); the short
+wait makes a fetch return inside that window.  The thread now gets a copy.
+
+3. Fast restart after kill -9 (:func:`app_options`)
+---------------------------------------------------
+A dead member holds its partitions until its session times out (Faust's
+default: 60 s).  With static membership (KIP-345, ``group.instance.id``) the
+replacement started under the same id takes them over at once, without a
+rebalance; aiokafka 0.14 sends it in JoinGroup v5, Faust passes
+``consumer_group_instance_id`` through.  A worker that dies and does not come
+back is noticed when its session times out: 10 s, heartbeats every 3 s from
+the consumer's own thread.  A process stalled (GC, CPU starvation) for up to
+~7 s keeps its partitions; a longer stall costs a rebalance, at-least-once.
+Static members do not leave the group on a graceful stop (aiokafka sends no
+LeaveGroup for them): a worker stopped for good frees its partitions after
+the same 10 s.
+
+Not done: a guard refusing commits that skip offsets.  The offsets a commit
+may legitimately skip (transaction markers, compacted records) are known
+only to the fetcher, so a cheap guard would either stop a partition's
+commits for good on such a topic or trust the same read offsets the race
+corrupts.  Forgetting the acknowledgements and gaps recorded before a seek
+is the sound part of it, and is done.
 """
 
 from __future__ import annotations
@@ -61,21 +94,13 @@ from typing import Any
 
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
+from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
 
 from streams.errors import ConfigError
 from streams.settings import Settings
 
-# Fast restart after kill -9 (docs/reliability.md, "Restarts"; benchmarks/restart_bench.py).
-# A dead member holds its partitions until its session times out (Faust's
-# default: 60 s).  With static membership (KIP-345, group.instance.id) the
-# replacement started under the same id takes them over at once, without a
-# rebalance; aiokafka 0.14 sends it in JoinGroup v5, Faust passes
-# `consumer_group_instance_id` through.  A worker that dies and does not come
-# back is noticed when its session times out: 10 s, heartbeats every 3 s.
-# Heartbeats come from the consumer's own thread and event loop, so a busy or
-# GC-pausing decide loop does not delay them; only a process stalled for 10 s
-# loses its partitions (a rebalance: at-least-once, nothing lost).
+# Group membership (section 3 above; benchmarks/restart_bench.py measured the choice).
 SESSION_TIMEOUT = 10.0
 HEARTBEAT_INTERVAL = 3.0
 NO_STATIC_MEMBERSHIP = "none"
@@ -110,7 +135,7 @@ class SeekFirstRecovery(Recovery):
         consumer.stop_flow()
         if assignment:
             self.log.info("Seek stream partitions to committed offsets.")
-            await self._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+            await self._wait(self._seek_streams(streams), timeout=app.conf.broker_request_timeout)
         # From here to resume_flow(): no await, so the drain loop cannot run in between.
         forget_reads_before_seek(consumer, streams)
         self.completed.set()
@@ -124,6 +149,23 @@ class SeekFirstRecovery(Recovery):
             self.tables.on_standbys_ready()
         app.on_rebalance_end()
         self.log.info("Worker ready")
+
+    async def _seek_streams(self, streams: set[TP]) -> None:
+        """Committed offsets; the earliest one where nothing is committed yet.
+
+        aiokafka's ``seek_to_committed`` leaves a partition without a
+        committed offset where its fetcher got to, which may be past records
+        never delivered; with ``auto_offset_reset=earliest`` it goes back to
+        where a new consumer would start.
+        """
+        consumer = self.app.consumer
+        await consumer.perform_seek()
+        if self.app.conf.consumer_auto_offset_reset != "earliest":
+            return
+        fresh = [tp for tp in streams if consumer._committed_offset.get(tp) is None]  # type: ignore[attr-defined]
+        if fresh:
+            earliest = await consumer.earliest_offsets(*fresh)
+            await consumer.seek_wait({tp: earliest[tp] for tp in fresh if earliest.get(tp) is not None})
 
 
 def forget_reads_before_seek(consumer: Any, tps: set[TP]) -> None:
@@ -151,6 +193,15 @@ class SeekFirstTableManager(TableManager):
         if self._recovery is None:
             self._recovery = SeekFirstRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
         return self._recovery
+
+
+class SnapshotConsumer(Consumer):
+    """Faust's aiokafka consumer; its thread fetches with a copy of the active
+    partitions (section 2 of the module docstring)."""
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        snapshot = None if active_partitions is None else set(active_partitions)
+        return await super()._getmany(snapshot, timeout)
 
 
 def worker_instance_id(settings: Settings, worker_id: str | None = None) -> str | None:
@@ -189,5 +240,5 @@ def app_options(settings: Settings, worker_id: str | None = None) -> dict[str, A
     }
 
 
-__all__ = ["SeekFirstRecovery", "SeekFirstTableManager", "app_options", "forget_reads_before_seek",
-           "worker_instance_id"]
+__all__ = ["SeekFirstRecovery", "SeekFirstTableManager", "SnapshotConsumer", "app_options",
+           "forget_reads_before_seek", "worker_instance_id"]

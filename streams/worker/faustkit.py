@@ -21,6 +21,8 @@ from typing import Any, Callable
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from streams.worker.faustfix import SnapshotConsumer
+
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport):
@@ -31,7 +33,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-class _Consumer(faust_aiokafka.Consumer):
+class _Consumer(SnapshotConsumer):  # streams/worker/faustfix.py: the active-partitions race
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

@@ -276,6 +276,11 @@ class Load:
         assert self.undelivered == 0, f"{self.undelivered} event(s) not delivered to Kafka"
         return self.sent
 
+    def abort(self) -> None:
+        """Stop sending (a failing test's cleanup); checks nothing."""
+        self._stop.set()
+        self._thread.join(60)
+
     def _run(self) -> None:
         from streams.shim import ShimProducer
 

@@ -13,8 +13,9 @@ import os
 
 import pytest
 
+from streams.kafka.admin import group_lag
 from streams.settings import Settings
-from tests.integration.pipeline import Load, Pipeline
+from tests.integration.pipeline import Load, Pipeline, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -63,9 +64,15 @@ def _restart_under_load(p: Pipeline, tmp_path, stop) -> tuple[list[str], dict[st
             pass  # reported below, with the ids missing
         return ids, dict(reader.counts)
     finally:
-        if load._thread.is_alive():
-            load._stop.set()
+        load.abort()
         reader.close()
+
+
+def _assert_commits_reach_the_end(p: Pipeline) -> None:
+    """No partition stops committing (the race's other symptom): the group's
+    committed offsets reach the end of the input topics."""
+    wait_for("the group's commits to reach the end of events, control and quarantine",
+             lambda: not any(group_lag(p.settings, ("events", "control", "quarantine")).values()), timeout=60)
 
 
 def _assert_none_missing(ids: list[str], counts: dict[str, int]) -> None:
@@ -79,6 +86,7 @@ def _assert_none_missing(ids: list[str], counts: dict[str, int]) -> None:
 def test_graceful_restarts_under_load_lose_no_event(pipeline, tmp_path):
     ids, counts = _restart_under_load(pipeline, tmp_path, Pipeline.stop)
     _assert_none_missing(ids, counts)
+    _assert_commits_reach_the_end(pipeline)
 
 
 def test_kill_9_restarts_with_the_short_fetch_wait_lose_no_event(pipeline, tmp_path):
@@ -88,3 +96,4 @@ def test_kill_9_restarts_with_the_short_fetch_wait_lose_no_event(pipeline, tmp_p
     assert Settings.from_env(pipeline.env).fetch_wait_ms == 10  # the default
     ids, counts = _restart_under_load(pipeline, tmp_path, Pipeline.kill)
     _assert_none_missing(ids, counts)
+    _assert_commits_reach_the_end(pipeline)

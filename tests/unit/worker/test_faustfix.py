@@ -6,10 +6,12 @@ record of every unpaused stream partition each event-loop turn, delivers it to
 the agent queue and records its offset as read, dropping records below the
 read offset as "already read" (faust/transport/consumer.py `_drain_messages`).
 `perform_seek` takes a few loop turns per partition, like aiokafka's
-`seek_to_committed` awaiting the broker partition by partition.
+`seek_to_committed` awaiting the broker partition by partition, and leaves
+a partition without a committed offset where its fetcher got to.
 
 After recovery completes, every stream partition must deliver its records
-contiguously from the committed offset: a hole is a lost event.
+contiguously from the committed offset (from the earliest one when nothing
+is committed): a hole is a lost event.
 """
 
 from __future__ import annotations
@@ -26,17 +28,19 @@ from streams.worker.faustfix import SeekFirstRecovery, app_options, forget_reads
 from streams.settings import Settings
 
 EVENTS = [TP("events", p) for p in range(3)]
+QUARANTINE = TP("quarantine", 0)  # nothing committed; its fetcher consumed 0-2 without delivering them
+STREAMS = [*EVENTS, QUARANTINE]
 CHANGELOG = TP("app-trust-changelog", 0)
 COMMITTED = {EVENTS[0]: 100, EVENTS[1]: 7, EVENTS[2]: 5000}
+START = {**COMMITTED, QUARANTINE: 0}  # where each partition must deliver from
 
 
 class ModelConsumer:
     def __init__(self) -> None:
         self.calls: list[str] = []
-        self.paused = set(EVENTS) | {CHANGELOG}  # as after on_partitions_assigned
-        self.paused.discard(CHANGELOG)  # recovery resumed the changelog ...
+        self.paused = set(STREAMS)  # as after on_partitions_assigned; recovery resumed the changelog ...
         self.flow_active = True  # ... and the flow, to read it
-        self.position = dict(COMMITTED)  # where the broker-side fetcher is
+        self.position = {**COMMITTED, QUARANTINE: 3}  # where the broker-side fetcher is
         self._committed_offset: dict[TP, int | None] = {}
         self._read_offset: dict[TP, int | None] = {}
         self._acked: dict[TP, list[int]] = {tp: [COMMITTED[tp] + 3] for tp in EVENTS}  # stale
@@ -45,7 +49,7 @@ class ModelConsumer:
         self.queue: list[tuple[TP, int]] = []
 
     def assignment(self) -> set[TP]:
-        return set(EVENTS) | {CHANGELOG}
+        return set(STREAMS) | {CHANGELOG}
 
     def pause_partitions(self, tps) -> None:
         self.calls.append("pause")
@@ -70,15 +74,26 @@ class ModelConsumer:
                 await asyncio.sleep(0)
             self.position[tp] = COMMITTED[tp]
         self._read_offset.update(COMMITTED)
+        self._read_offset[QUARANTINE] = None
         self._committed_offset.update(COMMITTED)
         self.calls.append("seeked")
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        await asyncio.sleep(0)
+        return {tp: 0 for tp in tps}
+
+    async def seek_wait(self, offsets: dict[TP, int]) -> None:
+        await asyncio.sleep(0)
+        for tp, offset in offsets.items():
+            self.position[tp] = offset
+            self._read_offset[tp] = offset or None
 
     async def drain(self) -> None:
         while True:
             await asyncio.sleep(0)
             if not self.flow_active:
                 continue
-            for tp in EVENTS:
+            for tp in STREAMS:
                 if tp in self.paused:
                     continue
                 offset = self.position[tp]
@@ -108,7 +123,8 @@ def _app(consumer: ModelConsumer) -> SimpleNamespace:
 
     return SimpleNamespace(
         consumer=consumer,
-        conf=SimpleNamespace(stream_recovery_delay=0.0, broker_request_timeout=30.0),
+        conf=SimpleNamespace(stream_recovery_delay=0.0, broker_request_timeout=30.0,
+                             consumer_auto_offset_reset="earliest"),
         consumer_generation_id=4,
         on_rebalance_complete=SimpleNamespace(send=_signal),
         flow_control=FlowControl(consumer),
@@ -145,10 +161,10 @@ def _delivered(consumer: ModelConsumer, tp: TP) -> list[int]:
 
 def test_stream_partitions_deliver_contiguously_from_the_committed_offset():
     consumer = _complete_recovery(SeekFirstRecovery)
-    for tp in EVENTS:
+    for tp in STREAMS:
         got = _delivered(consumer, tp)
         assert got, f"{tp} delivered nothing after recovery"
-        assert got == list(range(COMMITTED[tp], COMMITTED[tp] + len(got))), f"{tp}: hole in {got[:5]}..."
+        assert got == list(range(START[tp], START[tp] + len(got))), f"{tp}: hole in {got[:5]}..."
 
 
 def test_the_seek_comes_before_the_stream_partitions_resume_and_the_queues_clear():
@@ -164,8 +180,9 @@ def test_faust_own_recovery_still_has_the_race():
     the order and streams.worker.faustfix may no longer be needed."""
     consumer = _complete_recovery(Recovery)
     assert consumer.calls.index("resume") < consumer.calls.index("seek")
-    first = {tp: (_delivered(consumer, tp) or [None])[0] for tp in EVENTS}
-    assert any(first[tp] != COMMITTED[tp] for tp in EVENTS), first
+    first = {tp: (_delivered(consumer, tp) or [None])[0] for tp in STREAMS}
+    assert any(first[tp] != START[tp] for tp in EVENTS), first
+    assert first[QUARANTINE] != 0, first
 
 
 def test_reads_and_acknowledgements_before_the_seek_are_forgotten():
@@ -203,3 +220,37 @@ def test_a_given_worker_id_is_used_checked_or_turns_static_membership_off():
     assert worker_instance_id(s, "  ") == worker_instance_id(s)
     with pytest.raises(ConfigError, match="`pod/0`"):
         worker_instance_id(s, "pod/0")
+
+
+def test_the_consumer_thread_gets_a_copy_of_the_active_partitions(monkeypatch):
+    """Faust's live set, emptied while the thread waits, reads as "every partition"."""
+    from faust.transport.drivers.aiokafka import Consumer
+
+    from streams.worker.faustfix import SnapshotConsumer
+
+    seen = []
+
+    async def parent_getmany(self, active, timeout):
+        seen.append(active)
+        return {}
+
+    monkeypatch.setattr(Consumer, "_getmany", parent_getmany)
+    live = {EVENTS[0], CHANGELOG}
+    asyncio.run(SnapshotConsumer._getmany(object.__new__(SnapshotConsumer), live, 1.0))
+    live.clear()
+    assert seen == [{EVENTS[0], CHANGELOG}]
+
+
+def test_the_worker_app_uses_the_snapshot_consumer_with_its_fetch_wait():
+    from streams.worker import build_worker
+    from streams.worker.faustfix import SnapshotConsumer
+
+    async def built() -> int:
+        app = build_worker(Settings(app_id="faustfix-install", kafka_bootstrap="127.0.0.1:9",
+                                    fetch_wait_ms=10)).app
+        assert isinstance(app.consumer, SnapshotConsumer)
+        aiokafka_consumer = app.consumer._thread._create_worker_consumer(app.transport)  # no I/O until start()
+        aiokafka_consumer._closed = True  # never started: nothing to close
+        return aiokafka_consumer._fetch_max_wait_ms
+
+    assert asyncio.run(built()) == 10
