@@ -13,7 +13,8 @@ Kafka principals are SCRAM users, one per role:
               (the recover of its operator HTTP API resets trust there); owns
               its consumer group and its Faust topics (`<app id>-...`)
     operator  writes policy, control, quarantine, redzone events; reads every
-              topic of the prefix; creates the topics (`trustctl topics ensure`)
+              topic of the prefix; creates the topics (`trustctl topics ensure`,
+              the trust table's changelog included)
     auditor   reads decisions, violations, redzone events, policy; its own
               consumer groups (`<app id>-audit...`)
 
@@ -98,6 +99,8 @@ def kafka_acls(settings: Settings) -> tuple[Acl, ...]:
         rules += [Acl("operator", T, PRE, settings.topic_prefix, op) for op in (R, C)]
     else:  # no prefix to match on: each topic by name
         rules += [Acl("operator", T, LIT, topic(t.kind), op) for t in TOPICS for op in (R, C)]
+    # `trustctl topics ensure` also creates the trust table's changelog (streams/kafka/admin.py).
+    rules += [Acl("operator", T, LIT, f"{app_id}-trust-changelog", op) for op in (C, D)]
     rules += [Acl("auditor", T, LIT, topic(k), R) for k in AUDITOR_READS]
     rules += [Acl("auditor", G, PRE, f"{app_id}-audit", R)]
     # trustctl's readers (tail, policy history) assign partitions without joining a

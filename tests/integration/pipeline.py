@@ -89,25 +89,6 @@ class Pipeline:
         if ensure:
             ensure_topics(self.settings)
 
-    def create_changelog(self) -> None:
-        """Create the trust table's changelog topic before the first worker does.
-
-        A worker's first start creates it, but if the broker's metadata does
-        not list it yet when the consumer subscribes, the worker runs without
-        its table partitions (the decide agent crashes with PartitionsMismatch
-        until the next metadata refresh, minutes later).  Tests about restarts
-        sidestep that first-start race.
-        """
-        from confluent_kafka.admin import NewTopic
-
-        name = f"{self.settings.app_id}-trust-changelog"
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
-        admin.create_topics([NewTopic(name, self.settings.partitions, self.settings.replication_factor,
-                                      config={"cleanup.policy": "compact"})])[name].result(30)
-        wait_for(f"topic {name} in the broker's metadata",
-                 lambda: name in admin.list_topics(timeout=5).topics
-                 and all(p.leader >= 0 for p in admin.list_topics(name, timeout=5).topics[name].partitions.values()))
-
     # -- engine -------------------------------------------------------------
     def publish(self, policy: Path, settings: Settings | None = None) -> None:
         publish(settings or self.settings, load_policy_file(policy), "pytest")

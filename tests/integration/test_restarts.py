@@ -41,7 +41,6 @@ def pipeline(stack, tmp_path_factory):
 def _restart_under_load(p: Pipeline, tmp_path, stop) -> tuple[list[str], dict[str, int]]:
     (tmp_path / "p.yaml").write_text(POLICY)
     p.publish(tmp_path / "p.yaml")
-    p.create_changelog()
     p.start()
     reader = p.decision_reader()
     load = Load(p, rate=RATE).start()

@@ -67,7 +67,7 @@ def test_only_operators_write_policy_and_create_topics():
     assert writers == {"operator"}
     assert _topic_rules("operator", W) == {"trust.policy", "trust.control", "trust.quarantine",
                                            "trust.redzone-events"}
-    assert _topic_rules("operator", C) == {"trust."}
+    assert _topic_rules("operator", C) == {"trust.", "forgeone-trust-trust-changelog"}  # topics ensure
     # Nobody but the engine (its own topics) and operators (the prefix) may create topics.
     assert {a.user for a in rules if a.operation is C} == {"engine", "operator"}
     assert ADMIN not in {a.user for a in rules}  # the super user needs no ACL
