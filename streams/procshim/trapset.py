@@ -1,11 +1,18 @@
 """Which syscalls the shim's filter traps, from the policy in force (pure).
 
 Trapped: every syscall a policy key names (globs expanded over the x86-64
-table), the syscalls of every `syscall_classes` entry and of every custom
-isolation list (so a quarantine can deny them from the next call on), the
+table), the syscalls of each `syscall_classes` entry that some policy's
+`isolation_level` names (so a quarantine the policy can cause denies them
+from the next call on) and of every custom isolation list, the
 gated syscalls, and always `execve`/`execveat` (the shim learns of every
 program the tree runs).  A key that matches every syscall (`*`) or
 `default_action: deny` (every syscall is then decided) traps everything.
+
+A class no policy names is not trapped: a quarantine with that level (an
+operator's command, a later policy version) finds its syscalls untrapped, and
+the actuator freezes the workload instead (fail closed).  Trapping `read`,
+`write` and `openat` for a `filesystem` isolation no policy can cause would
+tax every I/O call of the workload for nothing.
 
 Names the policy uses that are no x86-64 syscall (the reference's `open_file`, a
 typo) can never be seen; the plan lists them so the shim says so at start.
@@ -18,6 +25,7 @@ from dataclasses import dataclass
 
 from streams.errors import ConfigError
 from streams.policy.glob import compile_glob, is_glob
+from streams.policy.model import IsolationLevel
 from streams.procshim.syscall_table import X86_64
 
 ALWAYS = ("execve", "execveat")
@@ -100,16 +108,18 @@ def plan_traps(
     if trap_all:
         return TrapPlan(True, frozenset(ALL_NAMES), tuple(unseen), frozenset(gated), reason)
     return TrapPlan(False, frozenset(names), tuple(unseen), frozenset(gated),
-                    "policy keys, syscall classes, isolation lists, gates and exec")
+                    "policy keys, the syscall classes of its isolation levels, isolation lists, gates and exec")
 
 
 def plan_for_policy(cp, gate: Iterable[str] = (), extra: Iterable[str] = ()) -> TrapPlan:
-    """The plan for a CompiledPolicy (its graph's keys, classes and custom lists)."""
+    """The plan for a CompiledPolicy: its graph's keys, the classes its policies'
+    isolation levels name (a policy without one isolates `full`), custom lists."""
     graph = cp.graph
+    levels = {(p.isolation_level or IsolationLevel.FULL).value for p in graph.policies}
     return plan_traps(
         [p.syscall for p in graph.policies],
         default_deny=not cp.default_allow,
-        classes={k: tuple(v) for k, v in graph.syscall_classes.items()},
+        classes={k: tuple(v) for k, v in graph.syscall_classes.items() if k in levels},
         isolation_lists=[p.isolation_syscalls for p in graph.policies if p.isolation_syscalls],
         gate=gate,
         extra=extra,

@@ -23,7 +23,8 @@ def test_globs_expand_over_the_table():
 
 
 def test_keys_classes_custom_lists_and_gates_are_trapped_and_fake_names_reported():
-    cp = make_policy({"open_file": {}, "connect": {}, "ptrace": {"isolation_level": "custom",
+    cp = make_policy({"open_file": {"isolation_level": "filesystem"}, "connect": {"isolation_level": "network"},
+                      "ptrace": {"isolation_level": "custom",
                                                                   "isolation_syscalls": ["kill", "tgkill"]}},
                      default_action="allow")
     plan = plan_for_policy(cp, gate=["mount"])
@@ -35,6 +36,15 @@ def test_keys_classes_custom_lists_and_gates_are_trapped_and_fake_names_reported
     assert plan.unseen == ("open_file",)
     assert "never seen: open_file" in plan.describe()
     assert plan.filter_spec() == ",".join(str(n) for n in sorted(X86_64[s] for s in plan.syscalls))
+
+
+def test_a_class_is_trapped_only_when_a_policy_isolates_with_it():
+    plan = plan_for_policy(make_policy({"connect": {}, "openat": {"isolation_level": "network"}},
+                                       default_action="allow"))
+    assert {"connect", "openat", "socket", "sendto", "execve"} <= plan.syscalls  # network class
+    assert not {"read", "write", "unlink"} & plan.syscalls  # no policy isolates `filesystem`
+    full_only = plan_for_policy(make_policy({"connect": {}, "mount": {}}, default_action="allow"))
+    assert full_only.syscalls == {"connect", "mount", "execve", "execveat"}
 
 
 def test_catch_all_or_default_deny_traps_everything():
