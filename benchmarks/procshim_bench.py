@@ -10,10 +10,13 @@ the total wall time is reported too):
   write: trapped).
 
 Modes: untraced; ``trustctl shim`` with a policy naming execve, connect,
-ptrace and mount (plus, as always, the network and filesystem classes the
-actuator may need to deny: the TRAPPED set below); ``strace -f`` (every
-syscall, ptrace stops); ``strace -f --seccomp-bpf -e trace=<TRAPPED>``.
-Medians of 3 (1 with --quick).  Needs root, strace, and the broker (the
+ptrace and mount (plus the syscall classes its isolation levels name: none,
+every entry isolates `full`; the trapped set is in the output), and the same
+keys isolating `network` and `filesystem` ("both classes": read, write,
+openat... trapped too); ``strace -f`` (every
+syscall, ptrace stops); ``strace -f --seccomp-bpf -e trace=<the shim's trapped set>`` for each.
+Medians of 3 (1 with --quick); for the shim, the events it published (its
+exit summary) per wall second.  Needs root, strace, and the broker (the
 shim publishes every event; its topics get a private prefix, deleted after).
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -43,6 +47,10 @@ policies:
   ptrace: {}
   mount: {}
 """
+# The same keys, isolating with both classes: the filter also traps the network
+# and filesystem classes (read, write, openat, ...) so a quarantine can deny them.
+POLICY_CLASSES = POLICY.replace("shim-bench-1", "shim-bench-classes-1").replace(
+    "connect: {}", "connect: {isolation_level: network}").replace("mount: {}", "mount: {isolation_level: filesystem}")
 STAT = "import os, time\nt = time.perf_counter()\nfor _ in range({n}): os.stat('/')\nprint(time.perf_counter() - t)\n"
 CAT = 's=$(date +%s%N); i=0; while [ $i -lt {n} ]; do cat /etc/hostname >/dev/null; i=$((i+1)); done; ' \
       'e=$(date +%s%N); echo $(( (e - s) / 1000 ))'
@@ -57,14 +65,19 @@ def workloads(quick: bool) -> dict[str, tuple[list[str], float]]:
     }
 
 
-def run_once(prefix: list[str], argv: list[str], divisor: float, env: dict) -> tuple[float, float]:
+EVENTS = re.compile(r"(\d+) calls trapped, (\d+) events published")
+
+
+def run_once(prefix: list[str], argv: list[str], divisor: float, env: dict) -> tuple[float, float, int | None]:
+    """(the loop's own seconds, wall seconds, events the shim published or None)."""
     t = time.perf_counter()
     out = subprocess.run(prefix + argv, env=env, capture_output=True, text=True, timeout=900)
     wall = time.perf_counter() - t
     if out.returncode != 0:
         raise RuntimeError(f"{prefix + argv[:1]} exited {out.returncode}: {out.stderr[-500:]}")
     inner = float(out.stdout.strip().splitlines()[-1]) / divisor
-    return inner, wall
+    found = EVENTS.search(out.stderr)
+    return inner, wall, int(found.group(2)) if found else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,16 +97,22 @@ def main(argv: list[str] | None = None) -> int:
     policy_file = Path(tempfile.mkdtemp()) / "policy.yaml"
     policy_file.write_text(POLICY)
     trapped = sorted(plan_for_policy(load_policy(POLICY)).syscalls)
+    trapped_classes = sorted(plan_for_policy(load_policy(POLICY_CLASSES)).syscalls)
+    classes_file = policy_file.with_name("policy-classes.yaml")
+    classes_file.write_text(POLICY_CLASSES)
     trustctl = str(Path(sys.executable).with_name("trustctl"))
     modes = {
         "untraced": [],
-        "shim": [trustctl, "shim", "-q", "--policy", str(policy_file), "--"],
+        "shim": [trustctl, "shim", "--policy", str(policy_file), "--"],
         "strace -f": ["strace", "-f", "-qq", "-o", "/dev/null"],
         "strace -f --seccomp-bpf": ["strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=" + ",".join(trapped),
                                     "-o", "/dev/null"],
+        "shim, both classes": [trustctl, "shim", "--policy", str(classes_file), "--"],
+        "strace -f --seccomp-bpf, both classes": ["strace", "-f", "-qq", "--seccomp-bpf", "-e",
+                                                  "trace=" + ",".join(trapped_classes), "-o", "/dev/null"],
     }
     reps = 1 if args.quick else 3
-    results: dict = {"trapped": trapped, "reps": reps, "workloads": {}}
+    results: dict = {"trapped": trapped, "trapped_both_classes": trapped_classes, "reps": reps, "workloads": {}}
     try:
         for name, (cmd, div) in workloads(args.quick).items():
             rows = {}
@@ -101,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                 runs = [run_once(prefix, cmd, div, env) for _ in range(reps)]
                 rows[mode] = {"inner_s": statistics.median(r[0] for r in runs),
                               "wall_s": statistics.median(r[1] for r in runs)}
+                if runs[0][2] is not None:
+                    rows[mode]["events"] = runs[0][2]
+                    rows[mode]["events_per_s"] = round(statistics.median(r[2] / r[1] for r in runs))
             base = rows["untraced"]
             for row in rows.values():
                 row["inner_x"] = round(row["inner_s"] / base["inner_s"], 2)
@@ -108,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             results["workloads"][name] = rows
             print(f"\n{name} (median of {reps}; x = vs untraced)")
             for mode, row in rows.items():
-                print(f"  {mode:26s} loop {row['inner_s']:8.3f}s {row['inner_x']:6.2f}x   "
-                      f"wall {row['wall_s']:8.3f}s {row['wall_x']:6.2f}x")
+                print(f"  {mode:38s} loop {row['inner_s']:8.3f}s {row['inner_x']:6.2f}x   "
+                      f"wall {row['wall_s']:8.3f}s {row['wall_x']:6.2f}x"
+                      + (f"   {row['events']} events, {row['events_per_s']}/s" if "events" in row else ""))
     finally:
         from confluent_kafka.admin import AdminClient
 

@@ -9,6 +9,7 @@ violation with `violation_action: quarantine, isolation_level: network`.
 Each run starts a small Python program under `trustctl shim`; the program
 
 1. connects a UDP socket to 127.0.0.1:9 (allowed: the network works),
+   (then waits `--warmup` seconds, 0 by default),
 2. opens the forbidden path (the violating syscall; the shim lets it run),
 3. re-connects that socket every millisecond until connect fails with EPERM.
 
@@ -56,6 +57,7 @@ PROGRAM = """
 import errno, json, socket, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.connect(("127.0.0.1", 9))                       # allowed before the violation
+time.sleep({warmup})
 t0 = time.monotonic()
 open({path!r}).close()                            # the violation: quarantine, network
 tries = 0
@@ -143,6 +145,8 @@ def summary(values: list[float]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--warmup", type=float, default=0.0,
+                    help="seconds the program waits between its start-up and the violation")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/procshim_delay.json"))
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -175,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_for("the worker ready on procshim-delay-1",
                  lambda: (health(settings.web_port).get("status") == "ok"
                           and health(settings.web_port).get("policy_version") == "procshim-delay-1"))
-        code = textwrap.dedent(PROGRAM.format(path=str(forbidden), deadline=10))
+        code = textwrap.dedent(PROGRAM.format(path=str(forbidden), deadline=10, warmup=args.warmup))
         for i in range(args.runs):
             identity = f"delay-{i}-{uuid.uuid4().hex[:6]}"
             t = time.perf_counter()
@@ -230,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 pass
     result = {
         "method": "violating openat -> quarantine (network) -> first EPERM on a UDP connect retried every 1 ms",
-        "runs": len(runs), "fetch_wait_ms": int(env["TRUST_FETCH_WAIT_MS"]),
+        "runs": len(runs), "warmup_s": args.warmup, "fetch_wait_ms": int(env["TRUST_FETCH_WAIT_MS"]),
         "program_ms": summary([r["program_ms"] for r in runs]),
         "delay_ms": summary([r["delay_ms"] for r in runs]),
         "produced_ms": summary([r["produced_ms"] for r in runs if "produced_ms" in r] or [float("nan")]),
