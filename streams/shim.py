@@ -329,6 +329,15 @@ class ShimProducer:
         """The events topic's partition count in use (None until the first send reads it)."""
         return None if self._pmap is None else self._pmap.partitions
 
+    def connect(self) -> None:
+        """Connect now rather than at the first ``send``: create the Kafka producer
+        (librdkafka then connects and, idempotent, gets its producer id in the
+        background) and read the partition count.  A shim that watches a
+        process calls it before starting it, so its first event is not the one
+        that waits for all that (ConfigError / DeliveryError as ``send``)."""
+        if self._pmap is None:
+            self._refresh_partitions(self._clock())
+
     @property
     def producer_config(self) -> dict[str, Any]:
         return dict(self._config)

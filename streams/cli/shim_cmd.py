@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     follower.assign_at_end()
     actions = _ActionSink(settings)
     shim = ShimProducer(settings, shim_id=args.shim_id, validate=False)
+    shim.connect()  # before the program runs: its first violation must not wait for the connection
     classes = {k: frozenset(v) for k, v in policy.syscall_classes.items()}
     sup = Supervisor(opts, shim=shim, enforcement_sink=actions, follower=follower, classes=classes)
     code = 1

@@ -516,3 +516,12 @@ def test_poll_sleeps_instead_of_spinning_below_a_millisecond(monkeypatch):
     clock.advance(0.4)
     shim.poll(0.05)
     assert shim.buffered == 0
+
+
+def test_connect_reads_the_partitions_before_the_first_send():
+    shim, clock, made = make_shim()
+    assert made == [] and shim.partitions is None  # nothing at construction
+    shim.connect()
+    assert len(made) == 1 and shim.partitions is not None
+    shim.connect()  # once is enough
+    assert len(made) == 1
