@@ -80,6 +80,11 @@ class DecideMetrics:
             Family("trust_control_commands_total", "counter",
                    "trust control commands (resets) received, applied or duplicate",
                    [({"result": r}, n) for r, n in sorted(self.controls.items())]),
+            Family("trust_seq_gaps_total", "counter", "event batches whose shim seq skipped numbers on "
+                   "their partition (batches lost between a shim and the engine)", [({}, self.seq_gaps)]),
+            Family("trust_redelivered_batches_total", "counter", "batches applied before and delivered "
+                   "again, decided from their recorded step or not (unknown)",
+                   [({"how": h}, n) for h, n in sorted(self.redelivered.items())]),
             Family("trust_batch_evaluation_seconds", "histogram",
                    "time to decide one event batch (decode, evaluate, encode)",
                    buckets, h.sum, h.count),
