@@ -70,6 +70,8 @@ def _legacy_schemas() -> tuple[dict, dict]:
 def decode_policy(value: bytes) -> dict:
     """A PolicyDocument value, also one written before the signature fields existed
     (read through Avro schema resolution: its signature fields are null)."""
+    if value is None:  # a tombstone: written by hand, never by `publish`
+        raise CodecError("cannot decode `PolicyDocument`: the value is empty (a tombstone)")
     try:
         return codec("PolicyDocument").decode(value)
     except CodecError as exc:
@@ -86,7 +88,11 @@ def decode_policy(value: bytes) -> dict:
 
 def compile_envelope(envelope: dict) -> CompiledPolicy:
     """Validate a published envelope; its digest must match its content."""
-    cp = load_policy(json.loads(envelope["canonical_json"]), last_updated=envelope["published_at"])
+    try:
+        doc = json.loads(envelope["canonical_json"])
+    except RecursionError as exc:  # nesting deeper than the parser goes: refused like bad JSON
+        raise TrustError(f"policy `{str(envelope['version'])[:80]}` is nested too deeply to be a policy") from exc
+    cp = load_policy(doc, last_updated=envelope["published_at"])
     if cp.digest != envelope["digest"]:
         raise TrustError(f"policy `{envelope['version']}` digest does not match its content")
     return cp
