@@ -169,9 +169,14 @@ def test_poisoned_policy_records_are_refused_and_the_running_policy_stays(pipeli
     p.start()
     p.wait_policy(running)
     raw = RawWriter(p.settings)
-    bads = bad_policies(running)
-    for bad in bads:
+    bads = []
+    for bad in bad_policies(running):  # one at a time: the broker refuses a whole batch for one bad record
         raw.write(p.settings.topic("policy"), bad)
+        raw.producer.flush(60)
+        if bad.key is None:  # a compacted topic takes no record without a key: the broker says so
+            assert raw.failed and "INVALID_RECORD" in raw.failed.pop(), f"a keyless record on {bad.kind}"
+            continue
+        bads.append(bad)
     raw.flush()
     history = wait_for("every poisoned record refused", lambda: _history(p, len(bads)), timeout=120)
     assert history["in_force"] == running
