@@ -262,6 +262,7 @@ def test_a_shim_killed_and_restarted_reports_its_seq_gap(pipeline, tmp_path):
     """kill -9 of a shim process mid-stream: what it held is lost, and the engine
     says so. The restarted shim (same id, seq from its reservation) answers with a
     seq gap on every partition the killed one had sent to; none is papered over."""
+    from streams.clock import utc_now
     from streams.policy.loader import load_policy_file
     from tests.faults.accounting import account, offline, seq_gaps
     from tests.faults.harness import DecisionCollector, record
@@ -306,6 +307,7 @@ def test_a_shim_killed_and_restarted_reports_its_seq_gap(pipeline, tmp_path):
                        for e in before if e["event_id"] in lost}
     engine_gaps = scrape(p.settings.web_port).get("trust_seq_gaps_total")
     record({"scenario": "shim kill -9, restarted (same id, reserved seq)", "commit": git_commit(),
+            "when": utc_now(),
             "rate": RATE, "account": acc.to_dict(), "sent_before_kill": len(before),
             "lost_in_killed_shim": len(lost), "partitions_with_loss": sorted(lost_partitions),
             "seq_gaps": [[g.shim_id, g.partition, g.after, g.before] for g in gaps],
