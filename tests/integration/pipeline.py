@@ -50,6 +50,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def fixed_port() -> int:
+    """A free port below the ephemeral range, for a server that is killed and restarted:
+    while it is down, clients retrying to connect to an ephemeral-range port can be
+    given that very port as their own source port (a TCP self-connect) and hold it."""
+    import random
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(max(low - 12_000, 10_000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise AssertionError("no free port below the ephemeral range")
+
+
 def normalise(rec: dict) -> dict:
     """Fill the optional SyscallEvent fields an offline JSON line may omit."""
     rec = dict(rec)
@@ -271,9 +289,9 @@ class PrivateStack:
         env = {
             "TRUST_STACK_DIR": str(root),
             "TRUST_CACHE_DIR": str(base.cache_dir),
-            "TRUST_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}" if kafka else base.kafka_bootstrap,
-            "TRUST_KAFKA_CONTROLLER_PORT": str(free_port()),
-            "TRUST_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0" if redis else base.redis_url,
+            "TRUST_KAFKA_BOOTSTRAP": f"127.0.0.1:{fixed_port()}" if kafka else base.kafka_bootstrap,
+            "TRUST_KAFKA_CONTROLLER_PORT": str(fixed_port()),
+            "TRUST_REDIS_URL": f"redis://127.0.0.1:{fixed_port()}/0" if redis else base.redis_url,
         }
         if not redis and base.redis_password:
             env["TRUST_REDIS_PASSWORD"] = base.redis_password
