@@ -141,7 +141,7 @@ def test_an_empty_batch_goes_to_the_dlq(pipeline, tmp_path):
     empty = codec("SyscallEventBatch").encode({"shim_id": "x", "seq": 0, "events": []})
     raw.write(p.settings.topic("events"), Bad("empty batch", b"tool-ls.c0", empty, "event_invalid"))
     raw.flush()
-    assert_each_in_dlq(raw.landed, dead_letters(p, 1, timeout=60))
+    assert_each_in_dlq(raw.landed, dead_letters(p, 1, timeout=30))
 
 
 def test_malformed_control_records_go_to_the_dlq_and_the_worker_decides_on(pipeline, tmp_path):

@@ -38,6 +38,7 @@ pytestmark = pytest.mark.integration
 
 RATE = float(os.environ.get("TRUST_FAULTS_RATE", "300"))
 STEADY = 5.0  # seconds of decisions at the full rate before the next fault
+LONG = 20.0  # seconds of steady traffic around a broker or Redis fault
 QUARANTINES_WHILE_DOWN = 20  # the Redis scenario keeps Redis down until this many were decided
 KILLS = 5
 
@@ -146,12 +147,12 @@ def test_the_broker_killed_and_restarted_loses_nothing(pipeline, tmp_path):
         p = pipeline("broker", on=stack.settings)
         run = strace_run("broker kill -9, restarted", p, tmp_path)
         run.start()
-        run.wait_flowing(after=run.started_at, count=int(RATE * STEADY))
+        run.wait_flowing(after=run.started_at, count=int(RATE * LONG))
         at = run.fault("kill -9 broker", lambda: stack.kill9("kafka"))
         took = stack.up("kafka")  # the same data directory: the broker recovers its logs
         run.extra["broker_down_s"] = round(time.time() - at, 1)
         run.extra["broker_restart_s"] = round(took, 1)
-        run.wait_flowing(after=time.time(), count=int(RATE * STEADY))
+        run.wait_flowing(after=time.time(), count=int(RATE * LONG))
         assert p.worker is not None and p.worker.poll() is None, "the worker exited:\n" + p.log_tail()
         result = run.finish()
         run.save()
@@ -192,7 +193,7 @@ def test_redis_killed_while_quarantines_happen_loses_no_quarantine(pipeline, tmp
         seed = int(uuid.uuid4().int % 10_000)
         run = Run("redis kill -9, restarted (AOF)", p, EXAMPLE_POLICY, simulated(seed, attacker_every=300), RATE)
         run.start()
-        run.wait_flowing(after=run.started_at, count=int(RATE * STEADY))
+        run.wait_flowing(after=run.started_at, count=int(RATE * LONG))
         wait_for("quarantines in redis", lambda: len(redzone_now(p.settings) or {}) >= 3, timeout=120)
         at = run.fault("kill -9 redis", lambda: stack.kill9("redis"))
         # Down until the engine decided many quarantines without Redis (about one a second).
@@ -203,7 +204,7 @@ def test_redis_killed_while_quarantines_happen_loses_no_quarantine(pipeline, tmp
         stack.up("redis")
         back = time.time()
         run.extra["redis_down_s"] = round(back - at, 1)
-        run.wait_flowing(after=back, count=int(RATE * STEADY))
+        run.wait_flowing(after=back, count=int(RATE * LONG))
         result = run.finish()
         expected = run.replayed.redzone
         wait_for("the redzone in redis to catch up with the replay's",
