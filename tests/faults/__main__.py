@@ -75,6 +75,12 @@ def table(r: dict) -> str:
         notes.append(f"shim: {shim['events_failed']} events failed, {shim['unflushed_batches']} batches unflushed")
     if r.get("notes"):
         notes.extend(r["notes"])
+    if a.get("differing_duplicates") or a.get("mismatches"):
+        notes.append(f"of the ids differing from replay, {a.get('first_copy_mismatches', '?')} differ in their first "
+                     f"decision, {a.get('later_copy_mismatches', '?')} in a redelivered copy")
+    for event_id, values in (a.get("duplicate_examples") or [])[:2]:
+        shown = "; ".join(f"{f}: replay {v[0]}, copies {', '.join(map(str, v[1:]))}" for f, v in values.items())
+        notes.append(f"e.g. `{event_id}`: {shown}")
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -134,8 +134,12 @@ class Account:
     mismatches: int  # decided ids whose decision differs from the replay's (any copy)
     unexpected: int  # decisions for ids that were never sent
     mismatch_fields: Mapping[str, int] = field(default_factory=dict)  # field -> ids differing in it
+    first_copy_mismatches: int = 0  # ids whose first decision already differs from the replay's
+    later_copy_mismatches: int = 0  # ids whose redelivered copy (any after the first) differs from it
     missing_examples: tuple[str, ...] = ()
     mismatch_examples: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (id, fields)
+    # (id, {field: [replay's value, first copy's, later copies'...]}) for ids whose copies differ
+    duplicate_examples: tuple[tuple[str, Mapping[str, list]], ...] = ()
 
     @property
     def lossless(self) -> bool:
@@ -148,8 +152,11 @@ class Account:
             "duplicates": self.duplicates, "duplicated_events": self.duplicated_events,
             "differing_duplicates": self.differing_duplicates, "mismatches": self.mismatches,
             "unexpected": self.unexpected, "mismatch_fields": dict(self.mismatch_fields),
+            "first_copy_mismatches": self.first_copy_mismatches,
+            "later_copy_mismatches": self.later_copy_mismatches,
             "missing_examples": list(self.missing_examples),
             "mismatch_examples": [[i, list(f)] for i, f in self.mismatch_examples],
+            "duplicate_examples": [[i, dict(v)] for i, v in self.duplicate_examples],
         }
 
 
@@ -164,22 +171,29 @@ def account(sent_ids: Sequence[str], received: Iterable[Received],
     if len(sent) != len(sent_ids):
         raise ValueError(f"event ids must be unique: {len(sent_ids) - len(sent)} repeated")
     missing = [i for i in sent_ids if i not in copies]
-    duplicates = duplicated = differing = 0
+    duplicates = duplicated = differing = first_bad = later_bad = 0
     mismatched: list[tuple[str, tuple[str, ...]]] = []
+    dup_examples: list[tuple[str, dict[str, list]]] = []
     by_field: Counter[str] = Counter()
     for event_id, got in copies.items():
         if event_id not in sent:
             continue
+        want = expected.get(event_id)
         if len(got) > 1:
             duplicated += 1
             duplicates += len(got) - 1
-            if any(differing_fields(got[0], other) for other in got[1:]):
+            between = {f for other in got[1:] for f in differing_fields(got[0], other)}
+            if between:
                 differing += 1
-        want = expected.get(event_id)
+                if len(dup_examples) < EXAMPLES:
+                    dup_examples.append((event_id, {f: [None if want is None else want.get(f)]
+                                                    + [d.get(f) for d in got] for f in sorted(between)}))
         if want is None:
             fields: set[str] = {"<not in replay>"}
         else:
             fields = {f for d in got for f in differing_fields(want, d)}
+            first_bad += bool(differing_fields(want, got[0]))
+            later_bad += any(differing_fields(want, d) for d in got[1:])
         if fields:
             mismatched.append((event_id, tuple(sorted(fields))))
             by_field.update(fields)
@@ -188,7 +202,9 @@ def account(sent_ids: Sequence[str], received: Iterable[Received],
         sent=len(sent_ids), decided=len(sent) - len(missing), missing=len(missing),
         duplicates=duplicates, duplicated_events=duplicated, differing_duplicates=differing,
         mismatches=len(mismatched), unexpected=unexpected, mismatch_fields=dict(sorted(by_field.items())),
-        missing_examples=tuple(missing[:EXAMPLES]), mismatch_examples=tuple(mismatched[:EXAMPLES]))
+        first_copy_mismatches=first_bad, later_copy_mismatches=later_bad,
+        missing_examples=tuple(missing[:EXAMPLES]), mismatch_examples=tuple(mismatched[:EXAMPLES]),
+        duplicate_examples=tuple(dup_examples))
 
 
 # -- seq gaps ------------------------------------------------------------------------

@@ -93,6 +93,7 @@ class Run:
     # -- closing the books -------------------------------------------------------------
     def finish(self, quiet: float = 90.0, deadline: float = 900.0) -> dict[str, Any]:
         sent = self.sender.finish()
+        traffic = time.time() - self.started_at
         ids = [e["event_id"] for e in sent]
         drained = self.collector.drain(set(ids), quiet=quiet, deadline=deadline)
         self.collector.stop()
@@ -110,7 +111,7 @@ class Run:
         shim = self.sender.shim.counters
         result = {
             "scenario": self.name, "when": utc_now(), "commit": git_commit(), "rate": self.rate,
-            "duration_s": round(time.time() - self.started_at, 1), "drained": drained,
+            "duration_s": round(traffic, 1), "drained": drained,
             "account": acc.to_dict(), "recovery": recoveries,
             "seq_gaps": [[g.shim_id, g.partition, g.after, g.before] for g in gaps],
             "shim": {"events_sent": shim.events_sent, "events_delivered": shim.events_delivered,

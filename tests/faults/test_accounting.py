@@ -68,6 +68,8 @@ def test_missing_duplicated_and_differing_copies_are_counted_exactly():
     assert acc.mismatches == 1 and acc.mismatch_fields == {"trust_score": 1}
     assert acc.mismatch_examples == (("e-2", ("trust_score",)),)
     assert acc.unexpected == 1
+    assert (acc.first_copy_mismatches, acc.later_copy_mismatches) == (0, 1)  # the redelivery went wrong
+    assert acc.duplicate_examples == (("e-2", {"trust_score": [0.7, 0.7, 0.65, 0.7]}),)
     assert not acc.lossless
 
 
