@@ -208,11 +208,11 @@ class Pipeline:
 
 
 def kill9(proc: subprocess.Popen) -> float:
-    """SIGKILL `proc` and reap it; returns the time of the kill (epoch seconds)."""
-    at = time.time()
+    """SIGKILL `proc` and reap it; returns when it was dead (epoch seconds): a decision
+    stamped later was made by someone else."""
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
-    return at
+    return time.time()
 
 
 def scrape(port: int) -> dict[str, float]:
