@@ -27,10 +27,13 @@ from pathlib import Path
 
 import pytest
 
+from streams.clock import utc_now
 from streams.partitioner import partition_of
+from streams.policy.loader import load_policy_file
 from streams.redzone.redis_store import redis_store
-from tests.faults.accounting import RedzoneEntry, redzone_diff
-from tests.faults.scenario import Run
+from tests.faults.accounting import RedzoneEntry, account, epoch, offline, redzone_diff, seq_gaps
+from tests.faults.harness import DecisionCollector, record
+from tests.faults.scenario import Run, git_commit
 from tests.faults.workload import EXAMPLE_POLICY, REPO, simulated, strace_copies, write_strace_policy
 from tests.integration.pipeline import PrivateStack, scrape, wait_for
 
@@ -45,8 +48,6 @@ KILLS = 5
 
 def ready(p, policy: Path) -> None:
     """Publish `policy`, start the pipeline's worker and wait until it runs that policy."""
-    from streams.policy.loader import load_policy_file
-
     p.publish(policy)
     p.start()
     p.wait_policy(load_policy_file(policy).version)
@@ -228,8 +229,6 @@ def test_redis_killed_while_quarantines_happen_loses_no_quarantine(pipeline, tmp
 
 
 def _t(r) -> float:
-    from tests.faults.accounting import epoch
-
     return epoch(r.decision["timestamp"])
 
 
@@ -266,12 +265,6 @@ def test_a_shim_killed_and_restarted_reports_its_seq_gap(pipeline, tmp_path):
     """kill -9 of a shim process mid-stream: what it held is lost, and the engine
     says so. The restarted shim (same id, seq from its reservation) answers with a
     seq gap on every partition the killed one had sent to; none is papered over."""
-    from streams.clock import utc_now
-    from streams.policy.loader import load_policy_file
-    from tests.faults.accounting import account, offline, seq_gaps
-    from tests.faults.harness import DecisionCollector, record
-    from tests.faults.scenario import git_commit
-
     p = pipeline("shim")
     policy = write_strace_policy(tmp_path / "policy.yaml")
     ready(p, policy)
