@@ -81,7 +81,11 @@ def decode_policy(value: bytes | None) -> dict:
 
 def compile_envelope(envelope: dict) -> CompiledPolicy:
     """Validate a published envelope; its digest must match its content."""
-    cp = load_policy(json.loads(envelope["canonical_json"]), last_updated=envelope["published_at"])
+    try:
+        doc = json.loads(envelope["canonical_json"])
+    except RecursionError as exc:  # nesting deeper than the parser goes: refused like bad JSON
+        raise TrustError(f"policy `{str(envelope['version'])[:80]}` is nested too deeply to be a policy") from exc
+    cp = load_policy(doc, last_updated=envelope["published_at"])
     if cp.digest != envelope["digest"]:
         raise TrustError(f"policy `{envelope['version']}` digest does not match its content")
     return cp

@@ -66,7 +66,7 @@ class PolicyWatcher:
 
     def offer(self, envelope: dict) -> bool:
         """Accept one published envelope, or log why not; True if it became current."""
-        version = envelope.get("version", "?")
+        version = _clip(envelope.get("version", "?"))
         refused = len(self.history.refusals())
         try:
             before = self.history.current
@@ -77,7 +77,7 @@ class PolicyWatcher:
             reason = self.history.refusals()[-1].reason.value
             self.metrics.bump(self.metrics.policy_refused, reason)
             running = self.current.version if self.current else "none"
-            log.error("policy %s refused (%s), running version stays %s: %s", version, reason, running, exc)
+            log.error("policy %s refused (%s), running version stays %s: %s", version, reason, running, _clip(exc))
             return False
         if cp is not before:
             log.info("policy %s in force (sha256 %s)", cp.version, cp.digest[:16])
@@ -131,3 +131,9 @@ class PolicyWatcher:
                       offset, self.current.version if self.current else "none", exc)
             return
         self.offer(envelope)
+
+
+def _clip(value: object, limit: int = 300) -> str:
+    """A value for a log line: a poisoned record must not write a megabyte of log."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -129,13 +129,16 @@ _Loader.add_implicit_resolver(
 def parse_text(text: str | bytes, *, source: str = "policy") -> Any:
     """JSON or YAML text to plain data; syntax errors refuse the document."""
     try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise PolicyError([("", f"{source} is not valid YAML or JSON: {exc}")]) from exc
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+        try:
+            return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as exc:
+            raise PolicyError([("", f"{source} is not valid YAML or JSON: {exc}")]) from exc
+    except RecursionError as exc:  # nesting deeper than the parsers go
+        raise PolicyError([("", f"{source} is nested too deeply to be a policy document")]) from exc
 
 
 def parse_policy(doc: Any, *, last_updated: str | None = None) -> ZtaPolicyGraph:

@@ -53,6 +53,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def fixed_port() -> int:
+    """A free port below the ephemeral range, for a server that is killed and restarted:
+    while it is down, clients retrying to connect to an ephemeral-range port can be
+    given that very port as their own source port (a TCP self-connect) and hold it."""
+    import random
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(max(low - 12_000, 10_000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise AssertionError("no free port below the ephemeral range")
+
+
 def normalise(rec: dict) -> dict:
     """Fill the optional SyscallEvent fields an offline JSON line may omit."""
     rec = dict(rec)
@@ -123,6 +141,24 @@ class Pipeline:
         self.worker.send_signal(signal.SIGKILL)
         self.worker.wait(10)
         self.worker = None
+
+    def kill9(self) -> float:
+        """SIGKILL the worker (no shutdown of any kind); returns when it happened (epoch s)."""
+        assert self.worker is not None, "no worker to kill"
+        at = kill9(self.worker)
+        self.worker = None
+        return at
+
+    def launch(self, name: str, web_port: int | None = None) -> "WorkerProcess":
+        """Another worker of this pipeline (same group, topics, Redis), on its own web port."""
+        env = dict(self.env, TRUST_WEB_PORT=str(web_port or free_port()))
+        w = WorkerProcess(env, self.log_path.with_name(f"{self.log_path.stem}-{name}.log"))
+        w.start()
+        return w
+
+    def metrics(self) -> dict[str, float]:
+        """The worker's /metrics as {sample name with labels: value} ({} if it does not answer)."""
+        return scrape(self.settings.web_port)
 
     def stop(self) -> None:
         if self.worker is None:
@@ -284,3 +320,134 @@ class Load:
             self.undelivered = shim.counters.events_sent - shim.counters.events_delivered
         except BaseException as exc:  # reported by stop()
             self.error = exc
+
+# -- faults: kill -9, more workers, a private stack ------------------------------------
+
+
+def kill9(proc: subprocess.Popen) -> float:
+    """SIGKILL `proc` and reap it; returns when it was dead (epoch seconds): a decision
+    stamped later was made by someone else."""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    return time.time()
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Prometheus text from 127.0.0.1:`port`/metrics as {name{labels}: value}; {} if no answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+class WorkerProcess:
+    """One `trustctl worker` subprocess with its own environment and log."""
+
+    def __init__(self, env: dict, log_path: Path):
+        self.env = env
+        self.log_path = log_path
+        self.port = int(env["TRUST_WEB_PORT"])
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([TRUSTCTL, "worker"], env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def health(self) -> dict | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+                return json.loads(r.read())
+        except OSError:
+            return None
+
+    def kill9(self) -> float:
+        assert self.proc is not None, "no worker to kill"
+        at = kill9(self.proc)
+        self.proc = None
+        return at
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class PrivateStack:
+    """A Kafka broker and/or Redis server of a test's own (other ports, data under
+    `root`), to kill -9 and restart without touching the shared stack.
+
+    Built on the same classes as `trustctl stack up` (streams.stack); the Kafka
+    jars come from the shared cache.  `down()` stops what is still running.
+    """
+
+    def __init__(self, root: Path, kafka: bool = True, redis: bool = True, base: Settings | None = None):
+        base = base or Settings.from_env()
+        env = {
+            "TRUST_STACK_DIR": str(root),
+            "TRUST_CACHE_DIR": str(base.cache_dir),
+            "TRUST_KAFKA_BOOTSTRAP": f"127.0.0.1:{fixed_port()}" if kafka else base.kafka_bootstrap,
+            "TRUST_KAFKA_CONTROLLER_PORT": str(fixed_port()),
+            "TRUST_REDIS_URL": f"redis://127.0.0.1:{fixed_port()}/0" if redis else base.redis_url,
+        }
+        if not redis and base.redis_password:
+            env["TRUST_REDIS_PASSWORD"] = base.redis_password
+        self.settings = Settings.from_env(env)
+        self.names = tuple(n for n, on in (("kafka", kafka), ("redis", redis)) if on)
+        self.log: list[str] = []
+
+    def _service(self, name: str):
+        from streams.stack.kafka import KafkaBroker
+        from streams.stack.redis import RedisServer
+
+        return {"kafka": KafkaBroker, "redis": RedisServer}[name](self.settings, self.log.append)
+
+    def up(self, name: str | None = None, timeout: float = 180.0) -> float:
+        """Start the service(s) and wait until they answer; returns the seconds it took."""
+        started = time.monotonic()
+        for n in (name,) if name else self.names:
+            service = self._service(n)
+            if service.pid() is None:
+                service.launch()
+            service.wait_ready(timeout)
+        return time.monotonic() - started
+
+    def pid(self, name: str) -> int | None:
+        return self._service(name).pid()
+
+    def kill9(self, name: str) -> float:
+        """SIGKILL the service's process (the JVM, the redis-server); returns when (epoch s)."""
+        pid = self.pid(name)
+        assert pid is not None, f"private {name} is not running"
+        at = time.time()
+        os.kill(pid, signal.SIGKILL)
+        service = self._service(name)
+        wait_for(f"private {name} (pid {pid}) to die", lambda: service.pid() is None, timeout=30)
+        return at
+
+    def down(self) -> None:
+        for n in self.names:
+            try:
+                self._service(n).stop(30.0)
+            except Exception:  # a teardown goes on with the next service
+                pass
