@@ -139,6 +139,9 @@ class BatchDecider:
             return [self._dead(key, value, source, f"undecodable: {type(exc).__name__}: {exc}", "undecodable")]
         partition, offset = source.partition, source.offset
         self._track_seq(partition, batch["shim_id"], batch["seq"])
+        if not batch["events"]:
+            return [self._dead(key, value, source, "a batch holds 1 or more events, this one none",
+                               "event_invalid")]
         engine, state, trust = self.engine, self.state, self.engine.trust
         view = engine.redzone
         trust.clear()

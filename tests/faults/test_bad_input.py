@@ -130,8 +130,6 @@ def test_ten_thousand_bad_records_among_valid_traffic(pipeline, tmp_path):
     assert metrics.get('trust_dlq_total{error_code="undecodable"}') == BAD_COUNT
 
 
-@pytest.mark.xfail(strict=True, reason="an Avro batch with no events is neither decided nor dead-lettered "
-                   "(streams/agents/decide.py): it disappears without a trace")
 def test_an_empty_batch_goes_to_the_dlq(pipeline, tmp_path):
     p = pipeline("empty-batch")
     policy = write_strace_policy(tmp_path / "policy.yaml")

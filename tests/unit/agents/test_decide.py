@@ -72,6 +72,13 @@ def test_undecodable_message_goes_to_dlq_with_original_bytes(decider):
     assert dead["error_code"] == "undecodable" and dead["reason"]
 
 
+def test_an_empty_batch_is_dead_lettered(decider):
+    emits = decider.handle(b"svc-a", batch([]), SRC)
+    [dead] = decoded(emits, "dlq")
+    assert dead["error_code"] == "event_invalid" and "none" in dead["reason"]
+    assert decoded(emits, "decisions") == []
+
+
 def test_invalid_event_in_a_batch_is_dead_lettered_and_the_rest_decided(decider):
     bad = event(2)
     bad["identity"]["process_id"] = ""
