@@ -443,6 +443,14 @@ class PrivateStack:
         os.kill(pid, signal.SIGKILL)
         service = self._service(name)
         wait_for(f"private {name} (pid {pid}) to die", lambda: service.pid() is None, timeout=30)
+        # A dying process gives its memory back before it closes its sockets: its
+        # command line is gone (pid() says dead) while its ports may still listen.
+        from streams.stack.process import port_open
+
+        ports = ([self.settings.kafka_port, self.settings.kafka_controller_port] if name == "kafka"
+                 else [self.settings.redis_port])
+        wait_for(f"private {name}'s ports {ports} closed",
+                 lambda: not any(port_open("127.0.0.1", p, timeout=0.2) for p in ports), timeout=30)
         return at
 
     def down(self) -> None:
