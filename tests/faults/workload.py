@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from streams.simulate import generate
+from tests.integration.pipeline import normalise
 
 REPO = Path(__file__).resolve().parents[2]
 STRACE = REPO / "tests" / "cases" / "linux-strace"
@@ -35,15 +36,7 @@ EXAMPLE_POLICY = REPO / "examples" / "policy.yaml"
 
 def full_event(rec: dict[str, Any]) -> dict[str, Any]:
     """A SyscallEvent record with every optional field present (the Avro shape)."""
-    rec = dict(rec)
-    rec.setdefault("trust_vector", None)
-    rec.setdefault("execution_dna", None)
-    ident = dict(rec["identity"])
-    for k in ("container_id", "tenant"):
-        ident.setdefault(k, None)
-    ident.setdefault("labels", {})
-    rec["identity"] = ident
-    return rec
+    return normalise(rec)
 
 
 def strace_events() -> list[dict[str, Any]]:
