@@ -26,7 +26,7 @@ class Bad:
 
 def _other_schema_values() -> list[bytes]:
     """Valid Avro of every topic value schema but the events' (none decodes as a batch)."""
-    from tests.unit.test_codec import RECORDS
+    from tests.unit.codec.test_avro import RECORDS
 
     return [codec(name).encode(rec) for name, rec in sorted(RECORDS.items())
             if name not in ("SyscallEventBatch", "Identity", "TrustVector", "TraceEntry")]

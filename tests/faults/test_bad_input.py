@@ -185,7 +185,7 @@ def test_poisoned_policy_records_are_refused_and_the_running_policy_stays(pipeli
     p.publish(newer)
     p.wait_policy(running + "-next")
     log = p.log_path.read_text(errors="replace")
-    assert log.count("refused (") + log.count("undecodable policy message ignored") >= len(bads)
+    assert log.count("refused (") + log.count("ignored (undecodable)") >= len(bads)
     assert max(len(line) for line in log.splitlines()) < 20_000, "a poisoned record wrote a huge log line"
     out = subprocess.run([TRUSTCTL, "policy", "history"], env=p.env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
