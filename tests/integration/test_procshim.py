@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -85,10 +86,12 @@ def read_all(p: Pipeline, kind: str, schema: str) -> list[dict]:
         todo = {n for n, (lo, hi) in ends.items() if hi > lo}
         c.assign([TopicPartition(topic, n, ends[n][0]) for n in todo])
         out = []
+        deadline = time.monotonic() + 60  # a loaded machine can be slow to hand records over
         while todo:
-            m = c.poll(5)
+            assert time.monotonic() < deadline, f"partitions {sorted(todo)} of {topic} not read to their end"
+            m = c.poll(1)
             if m is None:
-                break
+                continue
             if m.error():
                 continue
             out.append(dec(m.value()))
