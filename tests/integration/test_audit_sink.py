@@ -124,6 +124,8 @@ def test_sigkill_mid_file_then_restart_loses_and_duplicates_nothing(audit_env, t
     wait_for("two archived files and one being written", killed_mid_file, DEADLINE, 0.05)
     sink.send_signal(signal.SIGKILL)
     sink.wait(10)
+    # On a loaded machine the sink may seal the file between the check and the kill.
+    left_unfinished = bool(list_archive(directory).parts)
     before_restart = manifest_records(directory)
     assert 0 < before_restart < len(expected)
 
@@ -135,7 +137,8 @@ def test_sigkill_mid_file_then_restart_loses_and_duplicates_nothing(audit_env, t
     sink.send_signal(signal.SIGTERM)
     assert sink.wait(30) == 0, log.read_text()
     text = log.read_text()
-    assert "discarded unfinished" in text and ".part" in text
+    if left_unfinished:  # the restarted sink says what it threw away
+        assert "discarded unfinished" in text and ".part" in text
 
     records = archived(directory)
     positions = [(r["topic"], r["partition"], r["offset"], r["batch_index"]) for r in records]
