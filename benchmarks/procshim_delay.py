@@ -42,6 +42,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
+from benchmarks.pipeline_kit import wait_for
 from streams.procshim.actuator import parse_time
 
 POLICY = """
@@ -81,16 +82,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-
-def wait_for(what: str, check, timeout: float = 120.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
 
 
 def health(port: int) -> dict:
