@@ -47,6 +47,7 @@ Not thread-safe: use one ShimProducer per thread, or a lock around it.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
@@ -76,6 +77,14 @@ QUEUE_FULL_TIMEOUT = 5.0  # seconds send() waits for room in a full local queue
 METADATA_TIMEOUT = 10.0  # seconds the first send() waits for the topic's partition count
 METADATA_REFRESH = 300.0  # seconds between reads of the partition count (librdkafka's default)
 METADATA_RETRY = 1.0  # at least this long between two reads (a misplaced batch, a failed refresh)
+# An idempotent librdkafka producer sends nothing before the broker gives it a
+# producer id, and its first try usually finds no broker connected yet (the
+# bootstrap connection is dropped once the real broker is known): the next try
+# is a fixed 500 ms timer later, so a new producer's first batch waited ~500 ms
+# (BENCHMARKS.md, procshim_delay).  ``connect`` waits for the id, seen in the
+# statistics librdkafka emits every STATS_INTERVAL_MS (~0.3 % of a core).
+STATS_INTERVAL_MS = 50
+PRODUCER_ID_TIMEOUT = 5.0  # seconds connect() waits for the producer id before going on
 
 
 def default_shim_id() -> str:
@@ -214,6 +223,14 @@ class ShimProducer:
         # duplicate a partition's batches; the shim already lingers, librdkafka adds little.
         self._config = clients.producer_config(settings, f"forgeone-shim-{self.shim_id}",
                                                **{"linger.ms": 1, **(config or {})})
+        self._producer_id = False  # the idempotent producer's id is assigned (or not idempotent)
+        self._user_stats_cb = None
+        if str(self._config.get("enable.idempotence", False)).lower() in ("true", "1"):
+            self._user_stats_cb = self._config.get("stats_cb")
+            self._config.setdefault("statistics.interval.ms", STATS_INTERVAL_MS)
+            self._config["stats_cb"] = self._on_stats
+        else:
+            self._producer_id = True
         if not metadata_refresh_s > 0:
             raise ConfigError(f"metadata refresh must be above 0 seconds, got `{metadata_refresh_s}`")
         self._batcher = EventBatcher(linger_ms / 1000, max_batch)
@@ -329,20 +346,49 @@ class ShimProducer:
         """The events topic's partition count in use (None until the first send reads it)."""
         return None if self._pmap is None else self._pmap.partitions
 
-    def connect(self) -> None:
-        """Connect now rather than at the first ``send``: create the Kafka producer
-        (librdkafka then connects and, idempotent, gets its producer id in the
-        background) and read the partition count.  A shim that watches a
-        process calls it before starting it, so its first event is not the one
-        that waits for all that (ConfigError / DeliveryError as ``send``)."""
+    def connect(self, timeout: float = PRODUCER_ID_TIMEOUT) -> bool:
+        """Connect now rather than at the first ``send``: create the Kafka producer,
+        read the partition count and wait (up to `timeout` seconds) until the
+        idempotent producer has its producer id, without which librdkafka sends
+        nothing.  A shim that watches a process calls it before starting it, so
+        its first event is not the one that waits for all that.
+
+        Returns whether the producer is ready; when the id is late, a warning
+        is logged and events wait in the producer until it comes.
+        ConfigError / DeliveryError as ``send``.
+        """
         if self._pmap is None:
             self._refresh_partitions(self._clock())
+        producer = self._backend()
+        deadline = time.monotonic() + timeout
+        while not self._producer_id and time.monotonic() < deadline:
+            producer.poll(0.005)
+        if not self._producer_id:
+            log.warning("shim %s: no producer id from `%s` after %.1f s; events wait for it",
+                        self.shim_id, self._config["bootstrap.servers"], timeout)
+        return self._producer_id
+
+    @property
+    def ready(self) -> bool:
+        """Whether the producer can send at once (its idempotent producer id is assigned)."""
+        return self._producer_id
 
     @property
     def producer_config(self) -> dict[str, Any]:
         return dict(self._config)
 
     # -- internals -------------------------------------------------------------
+
+    def _on_stats(self, stats_json: str) -> None:
+        """librdkafka's statistics: note when the producer id is assigned."""
+        if not self._producer_id and '"Assigned"' in stats_json:
+            try:
+                state = json.loads(stats_json).get("eos", {}).get("idemp_state")
+            except ValueError:
+                state = None
+            self._producer_id = state == "Assigned"
+        if self._user_stats_cb is not None:
+            self._user_stats_cb(stats_json)
 
     def _produce_due(self) -> None:
         for partition, events in self._batcher.due(self._clock()):

@@ -8,6 +8,7 @@ does, against the real broker).
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -88,6 +89,7 @@ class FakeProducer:
         self.undelivered: list = []
         self.fail_with: str | None = None
         self.full_times = 0
+        self.idemp_states = ["Assigned"]  # what each poll's statistics say, the last one repeated
 
     def list_topics(self, topic=None, timeout=-1):
         self.metadata_reads += 1
@@ -112,6 +114,10 @@ class FakeProducer:
         return len(served)
 
     def poll(self, timeout):
+        stats_cb = self.config.get("stats_cb")
+        if stats_cb is not None:
+            state = self.idemp_states.pop(0) if len(self.idemp_states) > 1 else self.idemp_states[0]
+            stats_cb(json.dumps({"name": "fake", "eos": {"idemp_state": state}}))
         return self._deliver()
 
     def flush(self, timeout):
@@ -516,6 +522,32 @@ def test_poll_sleeps_instead_of_spinning_below_a_millisecond(monkeypatch):
     clock.advance(0.4)
     shim.poll(0.05)
     assert shim.buffered == 0
+
+
+def test_connect_waits_for_the_producer_id():
+    # librdkafka sends nothing before the idempotent producer has its id; connect()
+    # waits for it (seen in the statistics), so the first event does not.
+    seen = []
+    shim, clock, made = make_shim(config={"stats_cb": seen.append})
+    assert shim.producer_config["statistics.interval.ms"] == 50
+    shim._backend().idemp_states = ["Init", "RequestPID", "WaitPID", "Assigned"]
+    assert not shim.ready
+    assert shim.connect() is True and shim.ready
+    assert len(seen) == 4  # the caller's own stats_cb still gets every report
+
+
+def test_connect_gives_up_waiting_for_the_producer_id(caplog):
+    shim, clock, made = make_shim()
+    shim._backend().idemp_states = ["WaitPID"]
+    assert shim.connect(timeout=0.05) is False
+    assert "no producer id" in caplog.text
+    shim.send(event("a", 0))  # events are still taken; they wait in the producer
+    assert shim.buffered == 1
+
+
+def test_a_producer_that_is_not_idempotent_is_ready_at_once():
+    shim, clock, made = make_shim(config={"enable.idempotence": False})
+    assert "stats_cb" not in shim.producer_config and shim.ready
 
 
 def test_connect_reads_the_partitions_before_the_first_send():
