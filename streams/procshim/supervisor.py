@@ -185,6 +185,8 @@ class Supervisor:
                     else:
                         _drain(wake_r)
                         self._inbox()
+                if self.follower is not None and not self.follower.inbox.empty():
+                    self._inbox()  # a record routed before wake_fd was set here woke nobody
                 if self.gate:
                     self._expire(time.monotonic())
                 self.shim.poll(0)
