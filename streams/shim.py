@@ -346,6 +346,12 @@ class ShimProducer:
         """The events topic's partition count in use (None until the first send reads it)."""
         return None if self._pmap is None else self._pmap.partitions
 
+    def start(self) -> None:
+        """Create the Kafka producer now, without waiting: librdkafka connects and
+        asks for the producer id in the background while the caller does other
+        start-up work; ``connect`` then waits for what is left."""
+        self._backend()
+
     def connect(self, timeout: float = PRODUCER_ID_TIMEOUT) -> bool:
         """Connect now rather than at the first ``send``: create the Kafka producer,
         read the partition count and wait (up to `timeout` seconds) until the

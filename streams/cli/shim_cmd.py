@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--gate-timeout must be above 0 ms, got `{args.gate_timeout}`")
     prog = os.path.basename(cmd[0])
     settings = Settings.from_env()
+    shim = ShimProducer(settings, shim_id=args.shim_id, validate=False)
+    shim.start()  # connects while the policy and the redzone follower are read
     policy = _policy(args, settings)
     gate = [g.strip() for g in args.gate.split(",") if g.strip()]
     plan = plan_for_policy(policy, gate=gate)
@@ -78,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
     follower = Follower(settings, kinds, process_prefix=f"{prog}-", identity_id=identity, wake_fd=-1)
     follower.assign_at_end()
     actions = _ActionSink(settings)
-    shim = ShimProducer(settings, shim_id=args.shim_id, validate=False)
-    shim.connect()  # before the program runs: its first violation must not wait for the connection
+    shim.connect()  # before the program runs: its first violation must not wait for the producer
     classes = {k: frozenset(v) for k, v in policy.syscall_classes.items()}
     sup = Supervisor(opts, shim=shim, enforcement_sink=actions, follower=follower, classes=classes)
     code = 1
