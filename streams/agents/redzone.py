@@ -20,7 +20,10 @@ it writes are signed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
+from collections.abc import Hashable, Mapping
 from typing import Any, Awaitable, Callable
 
 from streams import command_signature
@@ -123,52 +126,80 @@ class RedzoneApplier:
             "event_index": None, "timestamp": self.clock()}))
 
 
-def quarantine_backlog(settings: Settings) -> int:
-    """Commands on the quarantine topic that this app's group has not applied yet."""
-    from streams.kafka.admin import group_lag
+def quarantine_positions(settings: Settings) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) of the quarantine topic -> (this app's committed offset, high watermark)."""
+    from streams.kafka.admin import group_positions
 
-    return sum(group_lag(settings, ["quarantine"]).values())
+    return group_positions(settings, ["quarantine"])
+
+
+def unapplied(targets: Mapping[Hashable, int], committed: Mapping[Hashable, int]) -> int:
+    """Commands below `targets` (an offset per partition) that `committed` has not passed (pure)."""
+    return sum(max(0, end - committed.get(tp, 0)) for tp, end in targets.items())
 
 
 class RedzoneFollower:
-    """Keeps a worker's LocalRedzoneView in step with Redis: resync, then follow.
+    """Keeps a worker's LocalRedzoneView in step with Redis: catch up, resync, then follow.
 
-    `ready` is set once the view is trustworthy: the quarantine commands
-    published before this worker started are applied (or a deadline passed,
-    which is logged) and the view is loaded from Redis.  The decide agent
-    waits for it, so a restarted worker never decides a quarantined process's
-    events as if it were free.
+    `ready` is set once the view is trustworthy: every quarantine command
+    published before this worker started is applied to Redis (the engine
+    group's committed offsets on the quarantine topic reach the ends read at
+    start) and the view is loaded from Redis.  The decide agent waits for it,
+    so a restarted worker never decides a quarantined process's events as if
+    it were free.  There is no deadline (fail closed): while commands stay
+    unapplied (Redis down, the redzone agent stuck) the worker decides
+    nothing and says so every `WARN_EVERY` seconds; a broker that cannot
+    answer is retried with back-off.
     """
 
-    CATCH_UP_DEADLINE = 30.0
+    WARN_EVERY = 30.0
+    POLL = 0.2  # seconds between two reads of the group's commits
 
     def __init__(self, settings: Settings, view: LocalRedzoneView, store: RedzoneStore | None = None,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                 metrics: DecideMetrics | None = None):
+                 metrics: DecideMetrics | None = None,
+                 positions: Callable[[], Mapping[Hashable, tuple[int, int]]] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.settings = settings
         self.metrics = metrics if metrics is not None else DecideMetrics()
         self.view = view
         self.store = store if store is not None else redis_store(settings)
         self.ready = asyncio.Event()
+        self.unapplied: int | None = None  # commands still to apply before deciding (None: not read yet)
         self._backoff = Backoff()
         self._sleep = sleep
+        self._positions = positions if positions is not None else functools.partial(quarantine_positions, settings)
+        self._clock = clock
 
-    async def catch_up(self) -> None:
+    async def _read_positions(self) -> Mapping[Hashable, tuple[int, int]]:
+        """The group's positions; a broker that does not answer is retried with back-off."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.CATCH_UP_DEADLINE
+        backoff = Backoff()
         while True:
             try:
-                backlog = await loop.run_in_executor(None, quarantine_backlog, self.settings)
-            except Exception as exc:  # the broker's answer is advisory here
-                log.warning("cannot measure the quarantine backlog: %s", exc)
+                return await loop.run_in_executor(None, self._positions)
+            except Exception as exc:  # noqa: BLE001 - any broker failure: wait, never decide blind
+                delay = backoff.next()
+                log.warning("cannot read the quarantine topic's commits (%s); not deciding yet, "
+                            "retrying in %.1fs", exc, delay)
+                await self._sleep(delay)
+
+    async def catch_up(self) -> None:
+        """Return once every quarantine command published before now is applied."""
+        targets = {tp: high for tp, (_, high) in (await self._read_positions()).items()}
+        started = warned = self._clock()
+        while True:
+            committed = {tp: pos for tp, (pos, _) in (await self._read_positions()).items()}
+            self.unapplied = unapplied(targets, committed)
+            if self.unapplied <= 0:
                 return
-            if backlog <= 0:
-                return
-            if loop.time() > deadline:
-                log.warning("%d quarantine commands still unapplied after %.0fs; deciding anyway",
-                            backlog, self.CATCH_UP_DEADLINE)
-                return
-            await asyncio.sleep(0.2)  # poll: the redzone agent is applying them
+            now = self._clock()
+            if now - warned >= self.WARN_EVERY:
+                warned = now
+                log.warning("%d quarantine command(s) published before this worker started are still "
+                            "unapplied after %.0fs (is Redis up? the redzone agent's log says); "
+                            "deciding nothing until they are", self.unapplied, now - started)
+            await self._sleep(self.POLL)  # the redzone agent is applying them
 
     async def _resync(self) -> None:
         for process in await self.store.all():

@@ -123,18 +123,27 @@ def group_lag(settings: Settings, kinds: tuple[str, ...] | list[str],
     From the broker (committed offsets vs high watermarks), so it covers every
     worker of the group; a partition with no commit counts from its low mark.
     """
+    return {tp: high - pos for tp, (pos, high) in group_positions(settings, kinds, timeout).items()}
+
+
+def group_positions(settings: Settings, kinds: tuple[str, ...] | list[str],
+                    timeout: float = 10.0) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (the engine group's committed offset, the high watermark).
+
+    A partition with no commit counts from its low mark (nothing before it exists).
+    """
     from confluent_kafka import TopicPartition
 
     consumer = clients.consumer(settings, settings.app_id)
     try:
-        lag: dict[tuple[str, int], int] = {}
+        positions: dict[tuple[str, int], tuple[int, int]] = {}
         for kind in kinds:
             topic = settings.topic(kind)
             parts = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
             for tp in consumer.committed([TopicPartition(topic, p) for p in parts], timeout=timeout):
                 low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-                lag[(topic, tp.partition)] = high - (tp.offset if tp.offset >= 0 else low)
-        return lag
+                positions[(topic, tp.partition)] = (tp.offset if tp.offset >= 0 else low, high)
+        return positions
     finally:
         consumer.close()
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from streams.agents.decide import Source
-from streams.agents.redzone import RedzoneApplier, RedzoneFollower
+from streams.agents.redzone import RedzoneApplier, RedzoneFollower, unapplied
 from streams.codec.avro import codec
 from streams.errors import RedzoneUnavailable
 from streams.redzone.memory import InMemoryRedzoneStore
@@ -199,3 +199,73 @@ def test_the_follower_waits_out_an_outage_with_back_off():
         assert sleeps.delays == [0.2, 0.4, 0.8] and view.isolation_of("p-1") is not None
         assert follower._backoff.next() == 0.2  # reset once resynced
     asyncio.run(scenario())
+
+
+# -- catching up with the commands published before the start (fail closed) -----------------------
+
+P0, P1 = ("trust.quarantine", 0), ("trust.quarantine", 1)
+
+
+def test_unapplied_counts_commands_below_the_ends_read_at_start():
+    assert unapplied({P0: 5, P1: 3}, {P0: 5, P1: 3}) == 0
+    assert unapplied({P0: 5, P1: 3}, {P0: 2, P1: 3}) == 3
+    assert unapplied({P0: 5}, {P0: 9}) == 0  # commands after the start do not hold it
+    assert unapplied({P0: 5}, {}) == 5  # a partition with no answer is not applied
+
+
+class Positions:
+    """The group's (committed, high) per partition, one answer per call; errors raised."""
+
+    def __init__(self, *answers):
+        self.answers, self.calls = list(answers), 0
+
+    def __call__(self):
+        self.calls += 1
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def follower_with(positions, clock=lambda: 0.0) -> tuple[RedzoneFollower, Sleeps]:
+    sleeps = Sleeps()
+    return RedzoneFollower(Settings(), LocalRedzoneView(), store=InMemoryRedzoneStore(), sleep=sleeps,
+                           positions=positions, clock=clock), sleeps
+
+
+def test_catch_up_waits_until_the_commands_before_the_start_are_applied():
+    positions = Positions({P0: (1, 4), P1: (0, 0)},   # the ends at start: 4 and 0
+                          {P0: (2, 6), P1: (0, 1)},   # 2 applied; new commands arrive
+                          {P0: (3, 9), P1: (0, 2)},
+                          {P0: (4, 9), P1: (0, 3)})   # the 4 before the start are applied
+    follower, sleeps = follower_with(positions)
+    asyncio.run(asyncio.wait_for(follower.catch_up(), DEADLINE))
+    assert positions.calls == 4 and follower.unapplied == 0
+    assert sleeps.delays == [RedzoneFollower.POLL] * 2
+
+
+def test_catch_up_has_no_deadline_and_says_why_it_waits(caplog):
+    # Redis down, the redzone agent stuck: the worker decides nothing rather than
+    # decide a quarantined process's events as free; it warns every WARN_EVERY s.
+    now = [0.0]
+    stuck = {P0: (1, 3)}
+    positions = Positions(*([stuck] * 400), {P0: (3, 3)})
+    follower, sleeps = follower_with(positions, clock=lambda: now[0])
+
+    async def advancing(delay):
+        now[0] += delay
+    follower._sleep = advancing
+    with caplog.at_level("WARNING", "forgeone.trust.redzone"):
+        asyncio.run(asyncio.wait_for(follower.catch_up(), DEADLINE))
+    warnings = [r.getMessage() for r in caplog.records if "still unapplied" in r.getMessage()]
+    assert len(warnings) == int(399 * RedzoneFollower.POLL // RedzoneFollower.WARN_EVERY)  # 79.8 s: 2
+    assert warnings[0].startswith("2 quarantine command(s)") and "deciding nothing" in warnings[0]
+    assert follower.unapplied == 0 and not follower.ready.is_set()  # ready comes with the resync
+
+
+def test_catch_up_retries_a_broker_that_does_not_answer():
+    positions = Positions(RuntimeError("broker down"), RuntimeError("broker down"),
+                          {P0: (0, 0)}, {P0: (0, 0)})
+    follower, sleeps = follower_with(positions)
+    asyncio.run(asyncio.wait_for(follower.catch_up(), DEADLINE))
+    assert sleeps.delays == [0.2, 0.4] and positions.calls == 4
