@@ -47,7 +47,6 @@ Not thread-safe: use one ShimProducer per thread, or a lock around it.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import os
@@ -77,14 +76,6 @@ QUEUE_FULL_TIMEOUT = 5.0  # seconds send() waits for room in a full local queue
 METADATA_TIMEOUT = 10.0  # seconds the first send() waits for the topic's partition count
 METADATA_REFRESH = 300.0  # seconds between reads of the partition count (librdkafka's default)
 METADATA_RETRY = 1.0  # at least this long between two reads (a misplaced batch, a failed refresh)
-# An idempotent librdkafka producer sends nothing before the broker gives it a
-# producer id, and its first try usually finds no broker connected yet (the
-# bootstrap connection is dropped once the real broker is known): the next try
-# is a fixed 500 ms timer later, so a new producer's first batch waited ~500 ms
-# (BENCHMARKS.md, procshim_delay).  ``connect`` waits for the id, seen in the
-# statistics librdkafka emits every STATS_INTERVAL_MS (~0.3 % of a core).
-STATS_INTERVAL_MS = 50
-PRODUCER_ID_TIMEOUT = 5.0  # seconds connect() waits for the producer id before going on
 
 
 def default_shim_id() -> str:
@@ -223,14 +214,8 @@ class ShimProducer:
         # duplicate a partition's batches; the shim already lingers, librdkafka adds little.
         self._config = clients.producer_config(settings, f"forgeone-shim-{self.shim_id}",
                                                **{"linger.ms": 1, **(config or {})})
-        self._producer_id = False  # the idempotent producer's id is assigned (or not idempotent)
-        self._user_stats_cb = None
-        if str(self._config.get("enable.idempotence", False)).lower() in ("true", "1"):
-            self._user_stats_cb = self._config.get("stats_cb")
-            self._config.setdefault("statistics.interval.ms", STATS_INTERVAL_MS)
-            self._config["stats_cb"] = self._on_stats
-        else:
-            self._producer_id = True
+        # librdkafka sends nothing before the producer has its id; connect() waits for it.
+        self._producer_id = clients.watch_producer_id(self._config)
         if not metadata_refresh_s > 0:
             raise ConfigError(f"metadata refresh must be above 0 seconds, got `{metadata_refresh_s}`")
         self._batcher = EventBatcher(linger_ms / 1000, max_batch)
@@ -352,7 +337,7 @@ class ShimProducer:
         start-up work; ``connect`` then waits for what is left."""
         self._backend()
 
-    def connect(self, timeout: float = PRODUCER_ID_TIMEOUT) -> bool:
+    def connect(self, timeout: float = clients.PRODUCER_ID_TIMEOUT) -> bool:
         """Connect now rather than at the first ``send``: create the Kafka producer,
         read the partition count and wait (up to `timeout` seconds) until the
         idempotent producer has its producer id, without which librdkafka sends
@@ -363,38 +348,25 @@ class ShimProducer:
         is logged and events wait in the producer until it comes.
         ConfigError / DeliveryError as ``send``.
         """
+        # The id first: a metadata request made before it can delay it to librdkafka's 500 ms timer.
+        ready = clients.wait_for_producer_id(self._backend(), self._producer_id, timeout)
         if self._pmap is None:
             self._refresh_partitions(self._clock())
-        producer = self._backend()
-        deadline = time.monotonic() + timeout
-        while not self._producer_id and time.monotonic() < deadline:
-            producer.poll(0.005)
-        if not self._producer_id:
+        if not ready:
             log.warning("shim %s: no producer id from `%s` after %.1f s; events wait for it",
                         self.shim_id, self._config["bootstrap.servers"], timeout)
-        return self._producer_id
+        return ready
 
     @property
     def ready(self) -> bool:
         """Whether the producer can send at once (its idempotent producer id is assigned)."""
-        return self._producer_id
+        return self._producer_id.assigned
 
     @property
     def producer_config(self) -> dict[str, Any]:
         return dict(self._config)
 
     # -- internals -------------------------------------------------------------
-
-    def _on_stats(self, stats_json: str) -> None:
-        """librdkafka's statistics: note when the producer id is assigned."""
-        if not self._producer_id and '"Assigned"' in stats_json:
-            try:
-                state = json.loads(stats_json).get("eos", {}).get("idemp_state")
-            except ValueError:
-                state = None
-            self._producer_id = state == "Assigned"
-        if self._user_stats_cb is not None:
-            self._user_stats_cb(stats_json)
 
     def _produce_due(self) -> None:
         for partition, events in self._batcher.due(self._clock()):

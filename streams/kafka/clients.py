@@ -15,10 +15,24 @@ ConfigError before anything connects: a client never falls back to plaintext.
 
 `produce` is the one delivery/back-pressure loop: when librdkafka's local
 queue is full it serves delivery callbacks and retries, up to a deadline.
+
+**A new producer's first record.** Producers are idempotent, and librdkafka
+sends nothing before the broker has given the producer its id.  Its first
+request for one comes before any broker connection is up and finds none; the
+next is a fixed 500 ms timer later, so a new producer's first record waited
+~500 ms (BENCHMARKS.md, procshim_delay).  Producers here connect to every
+broker at once (`enable.sparse.connections: false`), which gives the id within
+a few ms in 20 of 20 tries (sparse: 550 ms in 20 of 20); a metadata request
+before the id is there can still push it to the timer.  `ProducerIdWatch`
+reads the id's state from librdkafka's statistics (every STATS_INTERVAL_MS,
+~0.3 % of a core) and `wait_for_producer_id` polls until it is assigned;
+`ready_producer` does both, for a producer whose first record is urgent (an
+operator's terminate).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 import time
@@ -31,6 +45,7 @@ from streams.settings import Settings
 _LIBRDKAFKA = logging.getLogger("forgeone.trust.librdkafka")
 _LIBRDKAFKA.addHandler(logging.NullHandler())
 _LIBRDKAFKA.propagate = False
+_LOG = logging.getLogger(__name__)
 
 # Java's, aiokafka's and the shim's partitioner for keyed records: a record
 # keyed by an identity lands on the partition every other client computes.
@@ -85,7 +100,10 @@ def producer_config(settings: Settings, client_id: str, **overrides: Any) -> dic
     """A durable, idempotent, murmur2-partitioned producer's configuration."""
     conf = common_config(settings)
     conf.update({"client.id": client_id, "acks": "all", "enable.idempotence": True,
-                 "partitioner": PARTITIONER, "linger.ms": 2})
+                 "partitioner": PARTITIONER, "linger.ms": 2,
+                 # connect to every broker as soon as it is known: a sparse producer's
+                 # first producer-id request finds no broker up and waits 500 ms (above)
+                 "enable.sparse.connections": False})
     conf.update(overrides)
     return conf
 
@@ -95,6 +113,68 @@ def producer(settings: Settings, client_id: str, **overrides: Any):
     from confluent_kafka import Producer
 
     return Producer(producer_config(settings, client_id, **overrides))
+
+
+STATS_INTERVAL_MS = 50
+PRODUCER_ID_TIMEOUT = 5.0  # seconds to wait for a producer id before going on without it
+
+
+class ProducerIdWatch:
+    """A librdkafka `stats_cb` noting when the idempotent producer has its id.
+
+    `chain` (a caller's own stats_cb) still gets every report."""
+
+    __slots__ = ("assigned", "_chain")
+
+    def __init__(self, chain: Callable[[str], None] | None = None, assigned: bool = False):
+        self.assigned = assigned
+        self._chain = chain
+
+    def __call__(self, stats_json: str) -> None:
+        if not self.assigned and '"Assigned"' in stats_json:
+            try:
+                state = json.loads(stats_json).get("eos", {}).get("idemp_state")
+            except ValueError:
+                state = None
+            self.assigned = state == "Assigned"
+        if self._chain is not None:
+            self._chain(stats_json)
+
+
+def watch_producer_id(conf: dict[str, Any]) -> ProducerIdWatch:
+    """Hook a ProducerIdWatch into a producer configuration (changed in place).
+
+    A producer that is not idempotent needs no id: its watch is assigned already."""
+    if str(conf.get("enable.idempotence", False)).lower() not in ("true", "1"):
+        return ProducerIdWatch(assigned=True)
+    watch = ProducerIdWatch(conf.get("stats_cb"))
+    conf.setdefault("statistics.interval.ms", STATS_INTERVAL_MS)
+    conf["stats_cb"] = watch
+    return watch
+
+
+def wait_for_producer_id(producer, watch: ProducerIdWatch, timeout: float = PRODUCER_ID_TIMEOUT) -> bool:
+    """Poll `producer` until `watch` sees its id, up to `timeout` seconds; whether it did.
+
+    Late, records are still taken: they wait in the producer for the id."""
+    deadline = time.monotonic() + timeout
+    while not watch.assigned and time.monotonic() < deadline:
+        producer.poll(0.005)
+    return watch.assigned
+
+
+def ready_producer(settings: Settings, client_id: str, timeout: float = PRODUCER_ID_TIMEOUT, **overrides: Any):
+    """A confluent-kafka Producer (see `producer_config`) that has its producer id,
+    so its first record leaves at once (a warning is logged if the id is late)."""
+    from confluent_kafka import Producer
+
+    conf = producer_config(settings, client_id, **overrides)
+    watch = watch_producer_id(conf)
+    made = Producer(conf)
+    if not wait_for_producer_id(made, watch, timeout):
+        _LOG.warning("producer %s: no producer id from `%s` after %.1f s; its records wait for it",
+                     client_id, settings.kafka_bootstrap, timeout)
+    return made
 
 
 def consumer(settings: Settings, group_id: str, **overrides: Any):

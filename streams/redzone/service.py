@@ -174,13 +174,15 @@ class RedzoneService:
             from streams.kafka import clients
 
             # murmur2: the shims' partitioner, so a control record for an
-            # identity lands on the partition number its events use.
-            self._producer = clients.producer(self.settings, f"{self.settings.app_id}-operator",
-                                              **{"linger.ms": 0})
+            # identity lands on the partition number its events use.  Ready: a
+            # new producer's first record would wait ~500 ms for its producer
+            # id, and an operator's terminate is the record that stops a process.
+            self._producer = clients.ready_producer(self.settings, f"{self.settings.app_id}-operator",
+                                                    **{"linger.ms": 0})
         return self._producer
 
     async def _emit(self, records: list[tuple[str, str, bytes]], applied: str) -> None:
-        producer = self.producer()
+        producer = await asyncio.get_running_loop().run_in_executor(None, self.producer)
         errors: list[str] = []
         for kind, key, value in records:
             producer.produce(self.settings.topic(kind), key=key.encode(), value=value,
