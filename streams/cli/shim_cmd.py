@@ -33,16 +33,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _policy(args: argparse.Namespace, settings):
+    """--policy FILE, else the policy the workers hold in force: the topic replayed
+    through the same gate (with TRUST_POLICY_VERIFY_KEYS, only documents signed
+    by a trusted key, never a rollback), so a forged or invalid document on the
+    topic cannot shrink what the shim traps."""
     from streams.errors import ConfigError
     from streams.policy.loader import load_policy_file
-    from streams.policy_topic import compile_envelope, read_published
+    from streams.policy_topic import read_published, replay
+    from streams.signing import load_keyring
 
     if args.policy is not None:
         return load_policy_file(args.policy)
-    published = read_published(settings)
-    if not published:
-        raise ConfigError(f"no policy on `{settings.topic('policy')}`: publish one or pass --policy FILE")
-    return compile_envelope(published[-1].envelope)
+    keys = settings.policy_verify_keys
+    gate = replay(read_published(settings), load_keyring(keys) if keys else None)
+    if gate.history.current is None:
+        refused = gate.history.refusals()
+        why = f"; the newest refused: {refused[-1].version} ({refused[-1].reason.value}: {refused[-1].message})" \
+            if refused else ""
+        raise ConfigError(f"no policy in force on `{settings.topic('policy')}`{why}: "
+                          "publish one or pass --policy FILE")
+    return gate.history.current
 
 
 def run(args: argparse.Namespace) -> int:

@@ -277,3 +277,26 @@ def test_cli_keygen_sign_and_a_signature_that_does_not_fit_is_not_published(tmp_
     doc.write_text("version: v1\ndefault_action: allow\npolicies: {read: {}}\n")  # edited after signing
     with pytest.raises(SignatureError, match="sign the document again"):
         publish_file(Settings(kafka_bootstrap="127.0.0.1:1"), doc)  # refused before any broker is asked
+
+
+# -- the process shim takes the policy the workers hold in force ----------------------------------
+
+
+def test_the_shim_traps_for_the_policy_in_force_not_the_newest_message(keypair, stranger, monkeypatch):
+    import argparse
+
+    from streams.cli import shim_cmd
+
+    key, public = keypair
+    published = [PublishedPolicy(signed(policy("v1"), key, T1), 0),
+                 PublishedPolicy(signed(load_policy({"version": "v2-forged", "default_action": "allow",
+                                                     "policies": {}}), stranger, T3), 1)]
+    monkeypatch.setattr("streams.policy_topic.read_published", lambda settings: published)
+    args = argparse.Namespace(policy=None)
+    settings = Settings(policy_verify_keys=(public,))
+    assert shim_cmd._policy(args, settings).version == "v1"  # the forged, emptier one is refused
+    assert shim_cmd._policy(args, Settings()).version == "v2-forged"  # without keys: the newest valid
+
+    monkeypatch.setattr("streams.policy_topic.read_published", lambda settings: published[1:])
+    with pytest.raises(TrustError, match=r"no policy in force .*v2-forged \(unknown_key"):
+        shim_cmd._policy(args, settings)
