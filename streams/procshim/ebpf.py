@@ -33,9 +33,12 @@ import errno
 import mmap
 import os
 import struct
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
+from streams.clock import FORMAT
 from streams.procshim.render import SIGNATURES
 from streams.procshim.syscall_table import X86_64
 
@@ -405,3 +408,53 @@ def _effective_caps() -> int:
     except OSError:
         pass
     return 0
+
+
+# -- the supervisor's side ------------------------------------------------------------------
+
+OBSERVERS = ("auto", "ebpf", "seccomp")
+
+
+def start_for(mode: str, plan, cgroup_path: str | None):
+    """(the plan to load, the observer or None, what to say at start).
+
+    Only a catch-all plan wants an observer.  `auto` falls back to seccomp
+    trapping everything, saying why; `ebpf` refuses to run without it (ConfigError)."""
+    from streams.errors import ConfigError
+
+    if mode not in OBSERVERS:
+        raise ConfigError(f"`{mode}` is no observer; use one of {', '.join(OBSERVERS)}")
+    if not plan.trap_all:
+        return plan, None, None
+    if mode == "seccomp":
+        return plan, None, "observer: seccomp, trapping every syscall (--observer seccomp)"
+    why = unavailable(cgroup=cgroup_path is not None)
+    if why is None:
+        observed = plan.with_observer()
+        try:
+            obs = EbpfObserver(cgroup_path, observed.syscalls)
+        except OSError as exc:
+            why = f"cannot load the eBPF observer: {exc.strerror or exc}"
+        else:
+            return observed, obs, (f"observer: {obs.describe()}; seccomp now traps only "
+                                   f"{', '.join(sorted(observed.syscalls))}")
+    if mode == "ebpf":
+        raise ConfigError(f"--observer ebpf: {why}")
+    return plan, None, f"observer: seccomp, trapping every syscall ({why})"
+
+
+def memory_of(call: ObservedCall, action: int | None) -> CapturedMemory:
+    """The render.Memory of an observed call: its captured string at the argument's address."""
+    if action is None or action < REPORT_STR:
+        return CapturedMemory(0, None, False)
+    return CapturedMemory(call.args[action - REPORT_STR], call.string, call.complete)
+
+
+def clock_offset_ns() -> int:
+    """Wall time minus CLOCK_MONOTONIC (the kernel's ktime), to date observed calls."""
+    return time.time_ns() - time.monotonic_ns()
+
+
+def timestamp(ktime_ns: int, offset_ns: int) -> str:
+    """RFC 3339 UTC with microseconds (streams.clock's format) of a kernel time."""
+    return datetime.fromtimestamp((ktime_ns + offset_ns) / 1e9, timezone.utc).strftime(FORMAT)
