@@ -82,7 +82,8 @@ EVENTS = re.compile(r"(\d+) calls trapped, (\d+) events published")
 LOST = re.compile(r"observer: (\d+) calls reported, (\d+) lost")
 
 
-def run_once(prefix: list[str], argv: list[str], divisor: float, env: dict) -> tuple[float, float, int | None, int | None]:
+def run_once(prefix: list[str], argv: list[str], divisor: float,
+             env: dict) -> tuple[float, float, int | None, int | None]:
     """(the loop's own seconds, wall seconds, events the shim published or None, observer's lost or None)."""
     t = time.perf_counter()
     out = subprocess.run(prefix + argv, env=env, capture_output=True, text=True, timeout=900)

@@ -5,10 +5,10 @@ seccomp costs a round trip to Python per call.  The observer instead loads a
 small BPF program on the `sys_enter` raw tracepoint that, in the kernel, keeps
 only the calls of the workload's cgroup v2 group and only the syscall numbers
 seccomp does not trap (those the seccomp path reports already: nothing is
-reported twice), and writes one fixed record per call into a BPF ring buffer:
+reported twice), and writes one record per call into a BPF ring buffer:
 
     u64 ktime (CLOCK_MONOTONIC ns) | u64 pid_tgid | u32 nr | i32 string length
-    | u64 args[6] | char string[STRLEN]
+    | u64 args[6] | the string's bytes read (with its NUL; up to STRLEN)
 
 The string is the one path/string argument of the syscall's signature
 (render.SIGNATURES: openat's path, newfstatat's path...), read with
@@ -286,9 +286,7 @@ def _prog_load(code: bytes) -> int:
 
 def _raw_tp_open(name: bytes, prog_fd: int) -> int:
     n = ctypes.create_string_buffer(name)
-    fd = _bpf(RAW_TP_OPEN, struct.pack("<QI", ctypes.addressof(n), prog_fd))
-    n.raw  # keep alive until here
-    return fd
+    return _bpf(RAW_TP_OPEN, struct.pack("<QI", ctypes.addressof(n), prog_fd))
 
 
 # -- the consumer -------------------------------------------------------------------------
