@@ -1,6 +1,6 @@
 """The shim's overhead on real programs, against strace, in the same run.
 
-    python -m benchmarks.procshim_bench [--quick] [--out benchmarks/results/procshim_bench.json]
+    python -m benchmarks.procshim_bench [--quick] [--catch-all] [--out FILE]
 
 Workloads (each times itself, so start-up costs of the tracers are left out;
 the total wall time is reported too):
@@ -15,6 +15,12 @@ every entry isolates `full`; the trapped set is in the output), and the same
 keys isolating `network` and `filesystem` ("both classes": read, write,
 openat... trapped too); ``strace -f`` (every
 syscall, ptrace stops); ``strace -f --seccomp-bpf -e trace=<the shim's trapped set>`` for each.
+With ``--catch-all`` the policy is ``"*"`` plus an ``openat`` key (every
+syscall reported): untraced, the shim with ``--observer seccomp`` (trapping
+everything), the shim with ``--observer ebpf`` (seccomp traps execve, execveat
+and openat; the eBPF observer reports the rest), and ``strace -f``; the
+observer's lost records are reported too.
+
 Medians of 3 (1 with --quick); for the shim, the events it published (its
 exit summary) per wall second.  Needs root, strace, and the broker (the
 shim publishes every event; its topics get a private prefix, deleted after).
@@ -49,6 +55,13 @@ policies:
 """
 # The same keys, isolating with both classes: the filter also traps the network
 # and filesystem classes (read, write, openat, ...) so a quarantine can deny them.
+POLICY_ALL = """
+version: shim-bench-all-1
+default_action: allow
+policies:
+  "*": {}
+  openat: {}
+"""
 POLICY_CLASSES = POLICY.replace("shim-bench-1", "shim-bench-classes-1").replace(
     "connect: {}", "connect: {isolation_level: network}").replace("mount: {}", "mount: {isolation_level: filesystem}")
 STAT = "import os, time\nt = time.perf_counter()\nfor _ in range({n}): os.stat('/')\nprint(time.perf_counter() - t)\n"
@@ -66,10 +79,12 @@ def workloads(quick: bool) -> dict[str, tuple[list[str], float]]:
 
 
 EVENTS = re.compile(r"(\d+) calls trapped, (\d+) events published")
+LOST = re.compile(r"observer: (\d+) calls reported, (\d+) lost")
 
 
-def run_once(prefix: list[str], argv: list[str], divisor: float, env: dict) -> tuple[float, float, int | None]:
-    """(the loop's own seconds, wall seconds, events the shim published or None)."""
+def run_once(prefix: list[str], argv: list[str], divisor: float,
+             env: dict) -> tuple[float, float, int | None, int | None]:
+    """(the loop's own seconds, wall seconds, events the shim published or None, observer's lost or None)."""
     t = time.perf_counter()
     out = subprocess.run(prefix + argv, env=env, capture_output=True, text=True, timeout=900)
     wall = time.perf_counter() - t
@@ -77,14 +92,18 @@ def run_once(prefix: list[str], argv: list[str], divisor: float, env: dict) -> t
         raise RuntimeError(f"{prefix + argv[:1]} exited {out.returncode}: {out.stderr[-500:]}")
     inner = float(out.stdout.strip().splitlines()[-1]) / divisor
     found = EVENTS.search(out.stderr)
-    return inner, wall, int(found.group(2)) if found else None
+    lost = LOST.search(out.stderr)
+    return inner, wall, int(found.group(2)) if found else None, int(lost.group(2)) if lost else None
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/procshim_bench.json"))
+    ap.add_argument("--catch-all", action="store_true", help="a `*` policy: seccomp vs the eBPF observer")
+    ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = Path(f"benchmarks/results/procshim_bench{'_catchall' if args.catch_all else ''}.json")
     if os.geteuid() != 0 or shutil.which("strace") is None:
         print("needs root and strace (apt-get install strace)", file=sys.stderr)
         return 2
@@ -111,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         "strace -f --seccomp-bpf, both classes": ["strace", "-f", "-qq", "--seccomp-bpf", "-e",
                                                   "trace=" + ",".join(trapped_classes), "-o", "/dev/null"],
     }
+    if args.catch_all:
+        all_file = policy_file.with_name("policy-all.yaml")
+        all_file.write_text(POLICY_ALL)
+        modes = {
+            "untraced": [],
+            "shim, seccomp traps all": [trustctl, "shim", "--observer", "seccomp", "--policy", str(all_file), "--"],
+            "shim, eBPF observer": [trustctl, "shim", "--observer", "ebpf", "--policy", str(all_file), "--"],
+            "strace -f": ["strace", "-f", "-qq", "-o", "/dev/null"],
+        }
     reps = 1 if args.quick else 3
     results: dict = {"trapped": trapped, "trapped_both_classes": trapped_classes, "reps": reps, "workloads": {}}
     try:
@@ -123,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 if runs[0][2] is not None:
                     rows[mode]["events"] = runs[0][2]
                     rows[mode]["events_per_s"] = round(statistics.median(r[2] / r[1] for r in runs))
+                if runs[0][3] is not None:
+                    rows[mode]["lost"] = [r[3] for r in runs]
             base = rows["untraced"]
             for row in rows.values():
                 row["inner_x"] = round(row["inner_s"] / base["inner_s"], 2)
@@ -132,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             for mode, row in rows.items():
                 print(f"  {mode:38s} loop {row['inner_s']:8.3f}s {row['inner_x']:6.2f}x   "
                       f"wall {row['wall_s']:8.3f}s {row['wall_x']:6.2f}x"
-                      + (f"   {row['events']} events, {row['events_per_s']}/s" if "events" in row else ""))
+                      + (f"   {row['events']} events, {row['events_per_s']}/s" if "events" in row else "")
+                      + (f", lost {row['lost']}" if "lost" in row else ""))
     finally:
         from confluent_kafka.admin import AdminClient
 

@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gate-fallback", choices=("deny", "allow"), default="deny",
                    help="what a gated call gets when no decision arrives in time (default deny)")
     p.add_argument("--no-cgroup", action="store_true", help="do not make a cgroup; freeze/kill with signals")
+    p.add_argument("--observer", choices=("auto", "ebpf", "seccomp"), default="auto",
+                   help="who reports every syscall under a catch-all policy: an eBPF observer, or seccomp "
+                        "trapping them all (default auto: ebpf where the kernel and privileges allow)")
     p.add_argument("--shim-id", help="shim id on the event batches (default host-pid)")
     p.add_argument("-q", "--quiet", action="store_true", help="say nothing on stderr but errors")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- PROGRAM ARGS...")
@@ -85,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
     opts = ShimOptions(argv=cmd, path=os.path.abspath(path), identity_id=identity, prog=prog, plan=plan,
                        gate_timeout=args.gate_timeout / 1000, gate_fallback_allow=args.gate_fallback == "allow",
-                       use_cgroup=not args.no_cgroup, quiet=args.quiet)
+                       use_cgroup=not args.no_cgroup, quiet=args.quiet, observer=args.observer)
     kinds = ["quarantine", "redzone"] + (["decisions"] if plan.gated else [])
     follower = Follower(settings, kinds, process_prefix=f"{prog}-", identity_id=identity, wake_fd=-1)
     follower.assign_at_end()
@@ -108,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
                   f"({shim.counters.events_delivered} delivered), {c['denied']} denied, "
                   f"{c['gated']} gated ({c['gate_timeouts']} timed out), "
                   f"{actions.count} enforcement actions; exit {code}", file=sys.stderr)
+            if sup.plan.observed and (not args.quiet or c["lost"]):
+                print(f"trustctl shim: observer: {c['observed']} calls reported, {c['lost']} lost "
+                      f"(the ring buffer was full)", file=sys.stderr)
         if undelivered:
             print(f"trustctl shim: {undelivered} record(s) not delivered to kafka", file=sys.stderr)
     return code

@@ -11,6 +11,11 @@ Every notification gets an answer, whatever happens while handling it (an
 error answers CONTINUE, or EPERM for a gated or isolated call).  The
 listener fd lives only here: if the supervisor dies, the kernel fails the
 held and later trapped calls with ENOSYS rather than hanging the tree.
+
+With a catch-all policy an eBPF observer (streams/procshim/ebpf.py) may report
+the syscalls seccomp does not trap: the same loop drains its ring buffer,
+after the held calls, and publishes those calls the same way (rendered from the
+string the kernel captured, dated by the kernel's clock).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 
 from streams.clock import utc_now
 from streams.errors import ConfigError
+from streams.procshim import ebpf
 from streams.procshim.actuator import Actuator, Op, Step
 from streams.procshim.gate import GateBook
 from streams.procshim.notify import Listener, find_listener_fd, take_fd
@@ -47,6 +53,7 @@ log = logging.getLogger(__name__)
 PR_SET_CHILD_SUBREAPER = 36
 EVENT_TIMES = 100_000  # event id -> wall time kept for the enforcement delay
 LAUNCH_DEADLINE = 10.0
+OBSERVED_PER_TURN = 16  # observed calls published between two looks at the listener (a held call waits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,7 @@ class ShimOptions:
     gate_fallback_allow: bool = False
     use_cgroup: bool = True
     quiet: bool = False
+    observer: str = "auto"  # auto | ebpf | seccomp (streams.procshim.ebpf.start_for)
 
 
 class ProcMemory:
@@ -96,6 +104,10 @@ class Supervisor:
                                  event_time=self._event_time)
         self.gate = GateBook(opts.gate_timeout, opts.gate_fallback_allow)
         self.gated = opts.plan.gated
+        self.plan = opts.plan  # the one loaded: narrower when an observer reports the rest
+        self.observer: ebpf.EbpfObserver | None = None
+        self._clock_offset = 0
+        self.exec_ns = 0  # CLOCK_MONOTONIC when the root's first exec was trapped
         self.workload = None
         self.listener: Listener | None = None
         self.root: int | None = None
@@ -106,7 +118,8 @@ class Supervisor:
         self._mem: dict[int, ProcMemory] = {}
         self._times: OrderedDict[str, float] = OrderedDict()
         self._seq = 0
-        self.counters = {"calls": 0, "events": 0, "denied": 0, "gated": 0, "gate_timeouts": 0}
+        self.counters = {"calls": 0, "events": 0, "denied": 0, "gated": 0, "gate_timeouts": 0,
+                         "observed": 0, "lost": 0}
 
     # -- start ----------------------------------------------------------------------
 
@@ -119,9 +132,15 @@ class Supervisor:
         if self.workload is None:
             self.workload = TreeWorkload()
             self._say("no writable cgroup v2: freeze/kill fall back to signals on the process tree")
+        cgroup = str(self.workload.path) if isinstance(self.workload, CgroupWorkload) else None
+        self.plan, self.observer, said = ebpf.start_for(self.opts.observer, self.opts.plan, cgroup)
+        self.actuator.trapped = self.plan.syscalls
+        self._clock_offset = ebpf.clock_offset_ns()
+        if said:
+            self._say(said)
         r, w = os.pipe()
         cmd = [sys.executable, "-m", "streams.procshim.launch", "--sync", str(r),
-               "--trap", self.opts.plan.filter_spec()]
+               "--trap", self.plan.filter_spec()]
         if os.geteuid() != 0:
             cmd.append("--keep-nnp")
         child = subprocess.Popen(cmd + ["--", self.opts.path, *self.opts.argv], pass_fds=(r,))
@@ -159,6 +178,9 @@ class Supervisor:
         lfd = self.listener.fd
         poller.register(lfd, select.POLLIN)
         poller.register(wake_r, select.POLLIN)
+        obs = self.observer
+        if obs is not None:
+            poller.register(obs.fileno(), select.POLLIN)
         forwarded = {}
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             forwarded[sig] = signal.signal(sig, self._forward)
@@ -166,8 +188,8 @@ class Supervisor:
         hup = False
         receive, handle = self.listener.receive, self._handle
         try:
-            while not (hup and self.root_status is not None):
-                timeout = 50.0
+            while not (hup and self.root_status is not None and not self._observing()):
+                timeout = 0.0 if self._observing() else 50.0
                 due = self.gate.next_deadline()
                 if due is not None:
                     timeout = max(0.0, min(timeout, (due - time.monotonic()) * 1000))
@@ -182,9 +204,11 @@ class Supervisor:
                         elif ev & (select.POLLHUP | select.POLLERR):
                             hup = True
                             poller.unregister(lfd)
-                    else:
+                    elif fd == wake_r:
                         _drain(wake_r)
                         self._inbox()
+                if self._observing():
+                    self._observe()
                 if self.follower is not None and not self.follower.inbox.empty():
                     self._inbox()  # a record routed before wake_fd was set here woke nobody
                 if self.gate:
@@ -210,6 +234,7 @@ class Supervisor:
                 self.listener.allow(m.id)  # the launcher's own calls before the program runs
                 return
             self.started = True
+            self.exec_ns = time.monotonic_ns()  # observed calls before this are the launcher's
         answered = False
         try:
             process_id = self._procs.get(pid) or self._new_process(pid)
@@ -247,10 +272,40 @@ class Supervisor:
                 if old is not None:
                     old.close()
 
-    def _publish(self, process_id: str, name: str, args: list[str]) -> str:
+    def _observing(self) -> bool:
+        """Whether observed calls wait in the ring."""
+        return self.observer is not None and self.observer.pending()
+
+    def _observe(self) -> None:
+        """Publish the next observed calls, as trapped ones are (never from /proc/<pid>/mem:
+        the caller has moved on; the kernel captured the one string argument)."""
+        acts = self.observer.actions
+        for c in self.observer.take(OBSERVED_PER_TURN):
+            if not self.started or c.ktime_ns < self.exec_ns:
+                continue  # the launcher's last calls: its exec is still held, or was after them
+            name = BY_NUMBER.get(c.nr) or f"syscall_{c.nr}"
+            process_id = self._procs.get(c.tid) or self._observed_process(c.tid)
+            try:
+                args = render(name, c.args, ebpf.memory_of(c, acts.get(c.nr)))
+            except Exception:
+                log.exception("cannot render %s", name)
+                args = [hex(a) for a in c.args]
+            self._publish(process_id, name, args, wall=(c.ktime_ns + self._clock_offset) / 1e9,
+                          timestamp=ebpf.timestamp(c.ktime_ns, self._clock_offset))
+            self.counters["observed"] += 1
+
+    def _observed_process(self, tid: int) -> str:
+        """An observed thread's process id; the seccomp path registers it fully (its parent's
+        isolation), the process may be gone by now."""
+        process_id = f"{self.opts.prog}-{tid}"
+        self._pids_by_process.setdefault(process_id, tid)
+        return process_id
+
+    def _publish(self, process_id: str, name: str, args: list[str], wall: float | None = None,
+                 timestamp: str | None = None) -> str:
         self._seq += 1
         event_id = f"{self.opts.prog}-{self.token}-{self._seq}"
-        now = time.time()
+        now = time.time() if wall is None else wall
         self._times[event_id] = now
         if len(self._times) > EVENT_TIMES:
             self._times.popitem(last=False)
@@ -259,7 +314,7 @@ class Supervisor:
             "identity": {"id": self.opts.identity_id, "process_id": process_id,
                          "container_id": self.container_id, "tenant": None,
                          "labels": {"host": self.host}},
-            "trust_vector": None, "execution_dna": None, "timestamp": utc_now(),
+            "trust_vector": None, "execution_dna": None, "timestamp": timestamp or utc_now(),
         })
         self.counters["events"] += 1
         return event_id
@@ -383,6 +438,10 @@ class Supervisor:
         return 128 - code if code < 0 else code
 
     def close(self) -> None:
+        if self.observer is not None:
+            self.counters["lost"] = self.observer.lost
+            self.observer.close()
+            self.observer = None
         for mem in self._mem.values():
             mem.close()
         self._mem.clear()

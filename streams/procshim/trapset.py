@@ -6,7 +6,9 @@ table), the syscalls of each `syscall_classes` entry that some policy's
 from the next call on) and of every custom isolation list, the
 gated syscalls, and always `execve`/`execveat` (the shim learns of every
 program the tree runs).  A key that matches every syscall (`*`) or
-`default_action: deny` (every syscall is then decided) traps everything.
+`default_action: deny` (every syscall is then decided) traps everything,
+unless an eBPF observer (:mod:`streams.procshim.ebpf`) reports what is not
+trapped: `TrapPlan.with_observer` then keeps only the named set trapped.
 
 A class no policy names is not trapped: a quarantine with that level (an
 operator's command, a later policy version) finds its syscalls untrapped, and
@@ -41,6 +43,17 @@ class TrapPlan:
     unseen: tuple[str, ...]  # names/globs in the policy matching no x86-64 syscall
     gated: frozenset[str]
     reason: str  # why this set, in words
+    named: frozenset[str] = frozenset()  # what must stay trapped when an observer reports the rest
+    observed: bool = False  # an eBPF observer reports every syscall not trapped
+
+    def with_observer(self) -> TrapPlan:
+        """This plan when an observer reports every other syscall: only a catch-all plan
+        changes; seccomp keeps what is denied, gated or named (exact rendering from the
+        caller's memory), and execve/execveat."""
+        if not self.trap_all:
+            return self
+        return TrapPlan(False, self.named, self.unseen, self.gated,
+                        f"{self.reason}; the observer reports the others", self.named, True)
 
     def numbers(self) -> list[int]:
         return sorted(X86_64[n] for n in self.syscalls)
@@ -50,8 +63,14 @@ class TrapPlan:
         return "all" if self.trap_all else ",".join(str(n) for n in self.numbers())
 
     def describe(self) -> str:
-        head = (f"trapping every x86-64 syscall ({len(self.syscalls)}; {self.reason})" if self.trap_all
-                else f"trapping {len(self.syscalls)} syscalls ({self.reason}): {', '.join(sorted(self.syscalls))}")
+        if self.observed:
+            head = (f"trapping {len(self.syscalls)} syscalls ({self.reason}): {', '.join(sorted(self.syscalls))}\n"
+                    f"observer: every other x86-64 syscall ({len(ALL_NAMES) - len(self.syscalls)}) "
+                    f"of the workload's cgroup")
+        else:
+            head = (f"trapping every x86-64 syscall ({len(self.syscalls)}; {self.reason})" if self.trap_all
+                    else f"trapping {len(self.syscalls)} syscalls ({self.reason}): "
+                    f"{', '.join(sorted(self.syscalls))}")
         lines = [head]
         if self.gated:
             lines.append(f"gated (held until the engine decides): {', '.join(sorted(self.gated))}")
@@ -101,12 +120,14 @@ def plan_traps(
             if pattern not in unseen:
                 unseen.append(pattern)
             continue
-        if len(found) == len(ALL_NAMES) and not trap_all:
-            trap_all = True
-            reason = f"the policy key `{pattern}` matches every syscall"
+        if len(found) == len(ALL_NAMES):
+            if not trap_all:
+                trap_all = True
+                reason = f"the policy key `{pattern}` matches every syscall"
+            continue  # a catch-all names nothing in particular
         names.update(found)
     if trap_all:
-        return TrapPlan(True, frozenset(ALL_NAMES), tuple(unseen), frozenset(gated), reason)
+        return TrapPlan(True, frozenset(ALL_NAMES), tuple(unseen), frozenset(gated), reason, frozenset(names))
     return TrapPlan(False, frozenset(names), tuple(unseen), frozenset(gated),
                     "policy keys, the syscall classes of its isolation levels, isolation lists, gates and exec")
 
