@@ -111,9 +111,9 @@ def run(args: argparse.Namespace) -> int:
                   f"({shim.counters.events_delivered} delivered), {c['denied']} denied, "
                   f"{c['gated']} gated ({c['gate_timeouts']} timed out), "
                   f"{actions.count} enforcement actions; exit {code}", file=sys.stderr)
-            if sup.plan.observed and (not args.quiet or c["lost"]):
-                print(f"trustctl shim: observer: {c['observed']} calls reported, {c['lost']} lost "
-                      f"(the ring buffer was full)", file=sys.stderr)
+        if sup.plan.observed and (not args.quiet or c["lost"]):  # lost events are said even with -q
+            print(f"trustctl shim: observer: {c['observed']} calls reported, {c['lost']} lost "
+                  f"(the ring buffer was full)", file=sys.stderr)
         if undelivered:
             print(f"trustctl shim: {undelivered} record(s) not delivered to kafka", file=sys.stderr)
     return code
