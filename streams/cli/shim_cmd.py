@@ -36,26 +36,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _policy(args: argparse.Namespace, settings):
-    """--policy FILE, else the policy the workers hold in force: the topic replayed
-    through the same gate (with TRUST_POLICY_VERIFY_KEYS, only documents signed
-    by a trusted key, never a rollback), so a forged or invalid document on the
-    topic cannot shrink what the shim traps."""
+    """(the policy, the gate that follows `trust.policy` or None, where the follower starts on it).
+
+    --policy FILE pins a policy (no gate).  Otherwise the policy the workers
+    hold in force: the topic replayed through the same gate (with
+    TRUST_POLICY_VERIFY_KEYS only documents signed by a trusted key, never a
+    rollback), so a forged or invalid document cannot shrink what the shim
+    traps; the gate then takes the documents published while the shim runs."""
     from streams.errors import ConfigError
     from streams.policy.loader import load_policy_file
     from streams.policy_topic import read_published, replay
     from streams.signing import load_keyring
 
     if args.policy is not None:
-        return load_policy_file(args.policy)
+        return load_policy_file(args.policy), None, {}
     keys = settings.policy_verify_keys
-    gate = replay(read_published(settings), load_keyring(keys) if keys else None)
+    published = read_published(settings)
+    gate = replay(published, load_keyring(keys) if keys else None)
     if gate.history.current is None:
         refused = gate.history.refusals()
         why = f"; the newest refused: {refused[-1].version} ({refused[-1].reason.value}: {refused[-1].message})" \
             if refused else ""
         raise ConfigError(f"no policy in force on `{settings.topic('policy')}`{why}: "
                           "publish one or pass --policy FILE")
-    return gate.history.current
+    # one partition (streams/topics.py): follow it from just after the last document read
+    return gate.history.current, gate, {(settings.topic("policy"), 0): published[-1].offset + 1}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     shim = ShimProducer(settings, shim_id=args.shim_id, validate=False)
     shim.start()  # connects while the policy and the redzone follower are read
-    policy = _policy(args, settings)
+    policy, policy_gate, starts = _policy(args, settings)
     gate = [g.strip() for g in args.gate.split(",") if g.strip()]
     plan = plan_for_policy(policy, gate=gate)
     identity = args.identity or f"tool-{prog}"
@@ -89,13 +94,15 @@ def run(args: argparse.Namespace) -> int:
     opts = ShimOptions(argv=cmd, path=os.path.abspath(path), identity_id=identity, prog=prog, plan=plan,
                        gate_timeout=args.gate_timeout / 1000, gate_fallback_allow=args.gate_fallback == "allow",
                        use_cgroup=not args.no_cgroup, quiet=args.quiet, observer=args.observer)
-    kinds = ["quarantine", "redzone"] + (["decisions"] if plan.gated else [])
+    kinds = ["quarantine", "redzone"] + (["decisions"] if plan.gated else []) + \
+        (["policy"] if policy_gate is not None else [])
     follower = Follower(settings, kinds, process_prefix=f"{prog}-", identity_id=identity, wake_fd=-1)
-    follower.assign_at_end()
+    follower.assign_at_end(starts)
     actions = _ActionSink(settings)
     shim.connect()  # before the program runs: its first violation must not wait for the producer
     classes = {k: frozenset(v) for k, v in policy.syscall_classes.items()}
-    sup = Supervisor(opts, shim=shim, enforcement_sink=actions, follower=follower, classes=classes)
+    sup = Supervisor(opts, shim=shim, enforcement_sink=actions, follower=follower, classes=classes,
+                     policy_gate=policy_gate, policy_version=policy.version)
     code = 1
     try:
         sup.launch()

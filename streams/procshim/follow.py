@@ -1,11 +1,13 @@
 """The actuator's and the gate's view of Kafka: one consumer thread.
 
-It reads `trust.quarantine`, `trust.redzone-events` and (for gates)
-`trust.decisions` from their ends as they were when the shim started
-(positions fixed before the program runs, so nothing published after that
-is missed), keeps only what can concern this shim (process ids with its
-program's prefix, decisions for its identity) and hands it to the
-supervisor's loop through a queue, waking it with a byte on a pipe.
+It reads `trust.quarantine`, `trust.redzone-events`, (for gates)
+`trust.decisions` and (unless a policy file is pinned) `trust.policy` from
+their ends as they were when the shim started (positions fixed before the
+program runs, so nothing published after that is missed; the policy topic
+from just after the last document the shim read at start), keeps only what
+can concern this shim (process ids with its program's prefix, decisions for
+its identity, every policy document) and hands it to the supervisor's loop
+through a queue, waking it with a byte on a pipe.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SCHEMAS = {"quarantine": "QuarantineCommand", "redzone": "RedzoneEvent", "decisions": "DecisionBatch"}
+SCHEMAS = {"quarantine": "QuarantineCommand", "redzone": "RedzoneEvent", "decisions": "DecisionBatch",
+           "policy": "PolicyDocument"}
 
 
 class Follower(threading.Thread):
@@ -39,11 +42,12 @@ class Follower(threading.Thread):
         self.inbox: queue.SimpleQueue[tuple[str, dict[str, Any]]] = queue.SimpleQueue()
         self._halt = threading.Event()
         self._topics = {settings.topic(k): k for k in kinds}
-        self._decoders = {settings.topic(k): codec(SCHEMAS[k]).decode for k in kinds}
+        self._decoders = {settings.topic(k): _decoder(k) for k in kinds}
         self._consumer = None
 
-    def assign_at_end(self) -> None:
-        """Fix every partition's start at its current end (blocks; raises ConfigError)."""
+    def assign_at_end(self, starts: dict[tuple[str, int], int] | None = None) -> None:
+        """Fix every partition's start at its current end, or at `starts[(topic, partition)]`
+        (blocks; raises ConfigError)."""
         from confluent_kafka import OFFSET_END, KafkaException, TopicPartition
 
         from streams.kafka import clients
@@ -59,7 +63,8 @@ class Follower(threading.Thread):
                     raise ConfigError(f"topic `{topic}` is not available; run `trustctl topics ensure`")
                 for p in t.partitions:
                     _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=self.timeout)
-                    parts.append(TopicPartition(topic, p, high if high >= 0 else OFFSET_END))
+                    start = (starts or {}).get((topic, p), high if high >= 0 else OFFSET_END)
+                    parts.append(TopicPartition(topic, p, start))
             consumer.assign(parts)
         except KafkaException as exc:
             consumer.close()
@@ -97,6 +102,8 @@ class Follower(threading.Thread):
             if not mine:
                 return
             self.inbox.put(("decisions", {"decisions": mine, "received": time.monotonic()}))
+        elif kind == "policy":
+            self.inbox.put((kind, record))
         elif kind in ("quarantine", "redzone"):
             if not str(record.get("process_id", "")).startswith(self.prefix):
                 return
@@ -112,3 +119,11 @@ class Follower(threading.Thread):
         self._halt.set()
         if self.is_alive():
             self.join(5)
+
+
+def _decoder(kind: str):
+    if kind == "policy":  # also documents written before the signature fields existed
+        from streams.policy_topic import decode_policy
+
+        return decode_policy
+    return codec(SCHEMAS[kind]).decode

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from streams.clock import utc_now
-from streams.errors import ConfigError
-from streams.procshim import ebpf
+from streams.errors import ConfigError, TrustError
+from streams.procshim import ebpf, reload
 from streams.procshim.actuator import Actuator, Op, Step
 from streams.procshim.gate import GateBook
 from streams.procshim.notify import Listener, find_listener_fd, take_fd
@@ -90,8 +90,13 @@ class ProcMemory:
 
 class Supervisor:
     def __init__(self, opts: ShimOptions, *, shim, enforcement_sink: Callable[[dict], None],
-                 follower=None, classes: dict[str, frozenset[str]] | None = None):
+                 follower=None, classes: dict[str, frozenset[str]] | None = None,
+                 policy_gate=None, policy_version: str = "?"):
+        """`policy_gate` (a PolicyGate holding the policy in force) takes the documents the
+        follower reads from `trust.policy`; without one (a pinned --policy FILE) they are ignored."""
         self.opts = opts
+        self.policy_gate = policy_gate
+        self.policy_version = policy_version
         self.shim = shim  # ShimProducer (or a fake with send/poll/flush/close)
         self.emit_action = enforcement_sink
         self.follower = follower
@@ -119,7 +124,7 @@ class Supervisor:
         self._times: OrderedDict[str, float] = OrderedDict()
         self._seq = 0
         self.counters = {"calls": 0, "events": 0, "denied": 0, "gated": 0, "gate_timeouts": 0,
-                         "observed": 0, "lost": 0}
+                         "observed": 0, "lost": 0, "policies": 0}
 
     # -- start ----------------------------------------------------------------------
 
@@ -351,10 +356,32 @@ class Supervisor:
                 for d in record["decisions"]:
                     self._decided(d)
                 continue
+            if kind == "policy":
+                self._policy(record)
+                continue
             steps = self.actuator.on_command(record) if kind == "quarantine" else \
                 self.actuator.on_transition(record)
             for step in steps:
                 self._act(step)
+
+    def _policy(self, envelope: dict[str, Any]) -> None:
+        """A document from `trust.policy`: through the gate; in force, the actuator's classes
+        follow it (the filter cannot: streams/procshim/reload.py)."""
+        if self.policy_gate is None:
+            return
+        try:
+            cp = self.policy_gate.offer(envelope)
+        except TrustError as exc:
+            self._say(f"policy {str(envelope.get('version', '?'))[:80]} refused: {exc}")
+            return
+        if cp.version == self.policy_version:
+            return
+        sw = reload.switch(cp, self.plan, self.policy_version)
+        self.actuator.classes = dict(sw.classes)
+        self.policy_version = cp.version
+        self.counters["policies"] += 1
+        for line in sw.describe().splitlines():
+            self._say(line)
 
     def _decided(self, d: dict[str, Any]) -> None:
         h = self.gate.resolve(d["event_id"])

@@ -245,3 +245,54 @@ def test_a_killed_shim_leaves_no_tracee_hung(worker, tmp_path):
             return True
         return stat[stat.rindex(")") + 2] in "ZX"
     wait_for("the tracee to end once its shim is gone", gone, timeout=60)
+
+
+POLICY_2 = POLICY.replace("procshim-it-1", "procshim-it-2") + """
+syscall_classes:
+  network: [socket, connect, bind, listen, accept, accept4, sendto, sendmsg, recvfrom, recvmsg, getppid]
+"""
+
+
+def test_a_policy_published_while_the_shim_runs_comes_into_force(worker, tmp_path):
+    # Last in the module: the worker then runs procshim-it-2.  Its network class also
+    # names getppid, which the running filter (made for procshim-it-1) does not trap:
+    # the shim says so at once, and a network quarantine freezes the workload instead
+    # of denying calls (fail closed).
+    go, secret, log = tmp_path / "go", tmp_path / "forbidden-3", tmp_path / "shim.err"
+    secret.write_text("x")
+    code = f"""
+        import os, time
+        deadline = time.time() + 120
+        while not os.path.exists({str(go)!r}) and time.time() < deadline:
+            time.sleep(0.01)
+        open({str(secret)!r}).read()                      # the violation: quarantine, network
+        time.sleep(120)
+    """
+    identity = f"it-{uuid.uuid4().hex[:8]}"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([TRUSTCTL, "shim", "--identity", identity, "--", PY, "-c", textwrap.dedent(code)],
+                                env=worker.env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+    try:
+        wait_for("the shim started", lambda: "policy procshim-it-1" in log.read_text())
+        v2 = tmp_path / "p2.yaml"
+        v2.write_text(POLICY_2)
+        worker.publish(v2)
+        worker.wait_policy("procshim-it-2")
+        said = wait_for("the shim to take procshim-it-2",
+                        lambda: next((line for line in log.read_text().splitlines()
+                                      if "policy procshim-it-2 in force (was procshim-it-1)" in line), None))
+        assert "not in the running filter: getppid" in said, said
+        go.write_text("go")
+        q = quarantine_of(worker, identity)
+        assert q["isolation_level"] == "network"
+        freeze = enforcement(worker, lambda a: a["identity_id"] == identity and a["action"] == "freeze",
+                             "the freeze action")
+        assert "getppid, which this shim does not trap" in freeze["reason"], freeze["reason"]
+        r = subprocess.run([TRUSTCTL, "redzone", "terminate", q["process_id"], "--by", "pytest"],
+                           env=worker.env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert proc.wait(60) == 128 + signal.SIGKILL, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)

@@ -294,8 +294,10 @@ def test_the_shim_traps_for_the_policy_in_force_not_the_newest_message(keypair, 
     monkeypatch.setattr("streams.policy_topic.read_published", lambda settings: published)
     args = argparse.Namespace(policy=None)
     settings = Settings(policy_verify_keys=(public,))
-    assert shim_cmd._policy(args, settings).version == "v1"  # the forged, emptier one is refused
-    assert shim_cmd._policy(args, Settings()).version == "v2-forged"  # without keys: the newest valid
+    cp, gate, starts = shim_cmd._policy(args, settings)
+    assert cp.version == "v1"  # the forged, emptier one is refused
+    assert gate.signing_enabled and starts == {("trust.policy", 0): 2}  # followed from after the last read
+    assert shim_cmd._policy(args, Settings())[0].version == "v2-forged"  # without keys: the newest valid
 
     monkeypatch.setattr("streams.policy_topic.read_published", lambda settings: published[1:])
     with pytest.raises(TrustError, match=r"no policy in force .*v2-forged \(unknown_key"):
