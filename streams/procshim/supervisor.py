@@ -34,10 +34,11 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from streams.clock import utc_now
+from streams.clock import FORMAT, utc_now
 from streams.errors import ConfigError, TrustError
 from streams.procshim import ebpf, reload
 from streams.procshim.actuator import Actuator, Op, Step
@@ -251,14 +252,20 @@ class Supervisor:
             except Exception:  # a renderer bug must never hang the tracee
                 log.exception("cannot render %s", name)
                 args = [hex(a) for a in m.args]
-            event_id = self._publish(process_id, name, args)
+            # The kernel is answered before the event is built and sent (the arguments are
+            # read already): the caller runs while the shim publishes.  A gated call is
+            # the exception: it is held until the engine has decided its event.
+            wall = time.time()
+            event_id = self._next_event_id()
             step = self.actuator.deny(process_id, name, event_id)
             if step is not None:
                 self.listener.fail(m.id, errno.EPERM)
                 answered = True
+                self._publish(process_id, name, args, wall, event_id=event_id)
                 self.counters["denied"] += 1
                 self._act(step)
             elif name in self.gated:
+                self._publish(process_id, name, args, wall, event_id=event_id)
                 self.gate.hold(event_id, m.id, pid, process_id, name, time.monotonic())
                 self.counters["gated"] += 1
                 answered = True
@@ -266,6 +273,7 @@ class Supervisor:
             else:
                 self.listener.allow(m.id)
                 answered = True
+                self._publish(process_id, name, args, wall, event_id=event_id)
         finally:
             if not answered:
                 if name in self.gated or self.actuator.isolated.get(self._procs.get(pid, "")):
@@ -306,10 +314,14 @@ class Supervisor:
         self._pids_by_process.setdefault(process_id, tid)
         return process_id
 
-    def _publish(self, process_id: str, name: str, args: list[str], wall: float | None = None,
-                 timestamp: str | None = None) -> str:
+    def _next_event_id(self) -> str:
         self._seq += 1
-        event_id = f"{self.opts.prog}-{self.token}-{self._seq}"
+        return f"{self.opts.prog}-{self.token}-{self._seq}"
+
+    def _publish(self, process_id: str, name: str, args: list[str], wall: float | None = None,
+                 timestamp: str | None = None, event_id: str | None = None) -> str:
+        """Send one event (`wall`: when the call was seen, else now); its event id."""
+        event_id = event_id or self._next_event_id()
         now = time.time() if wall is None else wall
         self._times[event_id] = now
         if len(self._times) > EVENT_TIMES:
@@ -319,7 +331,8 @@ class Supervisor:
             "identity": {"id": self.opts.identity_id, "process_id": process_id,
                          "container_id": self.container_id, "tenant": None,
                          "labels": {"host": self.host}},
-            "trust_vector": None, "execution_dna": None, "timestamp": timestamp or utc_now(),
+            "trust_vector": None, "execution_dna": None,
+            "timestamp": timestamp or (utc_now() if wall is None else _rfc3339(now)),
         })
         self.counters["events"] += 1
         return event_id
@@ -480,6 +493,11 @@ class Supervisor:
     def _say(self, text: str) -> None:
         if not self.opts.quiet:
             print(f"trustctl shim: {text}", file=sys.stderr, flush=True)
+
+
+def _rfc3339(wall: float) -> str:
+    """streams.clock's format (RFC 3339, UTC, microseconds) of a time.time() value."""
+    return datetime.fromtimestamp(wall, timezone.utc).strftime(FORMAT)
 
 
 def _drain(fd: int) -> None:
