@@ -24,6 +24,7 @@ import pytest
 from streams.procshim.render import output_positions
 from tests.integration.pipeline import TRUSTCTL, Pipeline
 from tests.integration.test_procshim import read_all
+from tests.integration.test_procshim_observer import _observer_or_skip
 
 pytestmark = [
     pytest.mark.integration,
@@ -94,12 +95,13 @@ def strace_calls(tmp: Path, env: dict) -> list[tuple[str, list[str]]]:
     return calls
 
 
-def shim_calls(p: Pipeline, env: dict) -> list[tuple[str, list[str]]]:
+def shim_calls(p: Pipeline, env: dict, observer: str) -> list[tuple[str, list[str]]]:
     for cmd in COMMANDS:
         # seccomp renders every call from the caller's memory; the eBPF observer (the default
-        # for this catch-all policy where it loads) captures one string per call (docs/shim.md)
-        subprocess.run([TRUSTCTL, "shim", "-q", "--observer", "seccomp", "--policy", str(CASE / "policy.yaml"),
-                        "--", *cmd], env=env, capture_output=True, timeout=120)
+        # for this catch-all policy where it loads) renders from what the kernel captured
+        r = subprocess.run([TRUSTCTL, "shim", "-q", "--observer", observer, "--policy", str(CASE / "policy.yaml"),
+                            "--", *cmd], env=env, capture_output=True, text=True, timeout=120)
+        assert "lost" not in r.stderr, r.stderr
     events = read_all(p, "events", "SyscallEventBatch")
     return [(e["syscall"], list(e["args"])) for b in events for e in b["events"]]
 
@@ -116,19 +118,29 @@ def agreement(a, b, entry_only: bool) -> tuple[float, Counter, Counter]:
     return common / max(sum(ca.values()), sum(cb.values())), ca - cb, cb - ca
 
 
-def test_shim_renders_what_strace_prints(stack, tmp_path):
+def by_syscall(diff: Counter) -> Counter:
+    out: Counter = Counter()
+    for (name, _args), n in diff.items():
+        out[name] += n
+    return out
+
+
+@pytest.mark.parametrize("observer", ["seccomp", "ebpf"])
+def test_shim_renders_what_strace_prints(stack, tmp_path, observer):
+    if observer == "ebpf":
+        _observer_or_skip()
     p = Pipeline(stack, "fidelity", tmp_path)
     env = dict(p.env)
     try:
-        shim = shim_calls(p, env)
+        shim = shim_calls(p, env, observer)
         strace = strace_calls(tmp_path, env)
     finally:
         p.cleanup()
     strict, _, _ = agreement(shim, strace, entry_only=False)
     entry, only_shim, only_strace = agreement(shim, strace, entry_only=True)
-    report = (f"\nshim {len(shim)} calls, strace {len(strace)}; agreement strict {strict:.4f}, "
-              f"entry args {entry:.4f}\nonly shim: {only_shim.most_common(8)}\n"
-              f"only strace: {only_strace.most_common(8)}")
+    report = (f"\n{observer}: shim {len(shim)} calls, strace {len(strace)}; agreement strict {strict:.4f}, "
+              f"entry args {entry:.4f}\ndiffering calls by syscall: {by_syscall(only_shim).most_common(12)}\n"
+              f"only shim: {only_shim.most_common(8)}\nonly strace: {only_strace.most_common(8)}")
     print(report, file=sys.stderr)
     assert len(shim) > 1000
     assert entry >= 0.99, report
