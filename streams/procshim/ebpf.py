@@ -165,24 +165,16 @@ def parse_record(buf: bytes | memoryview) -> ObservedCall:
             continue
         raw = bytes(buf[at:at + n])
         at += n
-        arg, kind = what & 0xFF, what >> 8 & 0xFF
-        if kind == STR:
-            # the helper NUL-terminates a cut string too: all of `size` read means maybe more
-            size = _plan_size(nr, what)
-            got.append(Captured(args[arg], raw[:-1], True, n < size if size else raw.endswith(b"\0")))
+        size = _STR_SIZE.get((nr, what))
+        if size is not None:  # a string: the helper NUL-terminates a cut one too (all `size` read)
+            got.append(Captured(args[what & 0xFF], raw[:-1], True, n < size))
         else:
-            got.append(Captured(args[arg], raw, False, True))
+            got.append(Captured(args[what & 0xFF], raw, False, True))
     return ObservedCall(ktime, pid_tgid & 0xFFFFFFFF, pid_tgid >> 32, nr, tuple(args), tuple(got), failed)
 
 
-def _plan_size(nr: int, what: int) -> int:
-    for c in _PLANS.get(nr, ()):
-        if c.word() == what:
-            return c.size
-    return 0
-
-
-_PLANS = {nr: plan_of(name) for name, nr in X86_64.items()}
+# (nr, a string capture's descriptor word) -> its size: whether all of it was read
+_STR_SIZE = {(nr, c.word()): c.size for name, nr in X86_64.items() for c in plan_of(name) if c.kind == STR}
 
 
 class CapturedMemory:
