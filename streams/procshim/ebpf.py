@@ -20,7 +20,7 @@ NCAP captures of (argument index, kind, size), the kind a string
 length is another argument, maybe scaled (a sockaddr and its length, the
 first STRING_LIMIT bytes of a write, pollfd entries).  The record is built
 in a per-CPU scratch map and copied with `bpf_ringbuf_output` at its actual
-length (a stat of `/` costs 88 bytes).
+length (a stat of `/` is an 82-byte record).
 
 A capture can come back -EFAULT when the page is not resident yet: strace
 reads after the call, the observer at entry, and cannot fault pages in.
