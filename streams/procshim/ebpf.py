@@ -5,22 +5,33 @@ seccomp costs a round trip to Python per call.  The observer instead loads a
 small BPF program on the `sys_enter` raw tracepoint that, in the kernel, keeps
 only the calls of the workload's cgroup v2 group and only the syscall numbers
 seccomp does not trap (those the seccomp path reports already: nothing is
-reported twice), and writes one record per call into a BPF ring buffer:
+reported twice), and writes one variable-length record per call into a BPF
+ring buffer:
 
-    u64 ktime (CLOCK_MONOTONIC ns) | u64 pid_tgid | u32 nr | i32 string length
-    | u64 args[6] | the string's bytes read (with its NUL; up to STRLEN)
+    u64 ktime (CLOCK_MONOTONIC ns) | u64 pid_tgid | u32 nr | u32 0 | u64 args[6]
+    | captures: (u32 what | i32 bytes read or -errno | the bytes) ...
 
-The string is the one path/string argument of the syscall's signature
-(render.SIGNATURES: openat's path, newfstatat's path...), read with
-`bpf_probe_read_user_str` at entry.  It can come back empty (-EFAULT) when the
-page is not resident yet; strace reads after the call.  Such an argument is
-rendered as its address, as the shim does for unreadable memory.  A record the
-ring buffer has no room for is counted in the kernel (`lost`), never hidden.
+What the record captures is the syscall's *capture plan* (:func:`plan_of`),
+derived from render.SIGNATURES so that render finds, at the argument's
+address, what it reads from the caller's memory on the seccomp path: up to
+NCAP captures of (argument index, kind, size), the kind a string
+(`bpf_probe_read_user_str`: a path, an xattr name), a fixed-size structure
+(a struct sigaction, a sigset, an rlimit, an int option) or a buffer whose
+length is another argument, maybe scaled (a sockaddr and its length, the
+first STRING_LIMIT bytes of a write, pollfd entries).  The record is built
+in a per-CPU scratch map and copied with `bpf_ringbuf_output` at its actual
+length (a stat of `/` is an 82-byte record).
+
+A capture can come back -EFAULT when the page is not resident yet: strace
+reads after the call, the observer at entry, and cannot fault pages in.
+Such an argument is rendered as its address, as the shim does for unreadable
+memory.  A record the ring buffer has no room for is counted in the kernel
+(`lost`), never hidden.
 
 The program is assembled here (no compiler, no bpftrace, no tracefs): the
 design first used bpftrace 0.17, whose printf path (a perf buffer woken per
 event, formatted in user space) made the 200k-stat workload 9x slower; a ring
-buffer with adaptive wake-ups costs the tracee about a map lookup and a copy.
+buffer with adaptive wake-ups costs the tracee about two map lookups and a copy.
 
 Needs Linux >= 5.8 (ring buffer), root or CAP_BPF + CAP_PERFMON.  The supervisor
 consumes the ring in its own loop (the kernel buffer is the queue).
@@ -39,22 +50,49 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from streams.clock import FORMAT
-from streams.procshim.render import SIGNATURES
+from streams.procshim.render import SIGNATURES, STRING_LIMIT
 from streams.procshim.syscall_table import X86_64
 
-STRLEN = 256
-HEADER = struct.Struct("<QQIi6Q")  # ktime, pid_tgid, nr, slen, args
-RECORD = HEADER.size + STRLEN  # 328, a multiple of 8
+STRLEN = 256  # a path's bytes read, its NUL included
+CAP = 256  # the most bytes one capture reads
+NCAP = 3  # captures per call (mount: two paths and a type)
+HEADER = struct.Struct("<QQII6Q")  # ktime, pid_tgid, nr, 0, args
+CAPTURE = struct.Struct("<Ii")  # what (the plan's descriptor), bytes read or -errno
+OFF_MASK = 1023  # record offsets stay below: HEADER + NCAP * (CAPTURE + CAP) = 864
+SCRATCH = OFF_MASK + 1 + CAPTURE.size + CAP  # any bounded offset plus one capture fits
 RING_BYTES = 64 << 20
-NR_MAX = 512  # the action map's size (x86-64 numbers are below 470)
+NR_MAX = 512  # the plan map's size (x86-64 numbers are below 470)
+assert HEADER.size + NCAP * (CAPTURE.size + CAP) <= OFF_MASK
 
-# action map values: SKIP (absent), REPORT, or REPORT_STR + index of the string argument
-REPORT = 1
-REPORT_STR = 2
+# capture kinds
+STR, FIXED, FROM_ARG = 1, 2, 3
+PLAN = struct.Struct("<I4x" + "BBBBI" * NCAP)  # report, then NCAP (arg, kind, len arg, shift, size)
 
-# pt_regs offsets of the x86-64 syscall arguments: di, si, dx, r10, r8, r9
-PT_REGS_ARGS = (112, 104, 96, 56, 72, 64)
-PT_REGS_SIZE = 120  # r15 .. di
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """What to read at one argument: a string (size: the most bytes, the NUL included),
+    `size` bytes, or the argument `len_arg` shifted left by `shift`, at most `size`."""
+
+    arg: int
+    kind: int
+    size: int
+    len_arg: int = 0
+    shift: int = 0
+
+    def word(self) -> int:
+        """The descriptor's first word, as the record repeats it."""
+        return self.arg | self.kind << 8 | self.len_arg << 16 | self.shift << 24
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """Bytes the kernel read at an address; a string without its NUL."""
+
+    addr: int
+    data: bytes
+    is_string: bool
+    complete: bool  # a string whose NUL was read (a buffer: always)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,60 +104,95 @@ class ObservedCall:
     pid: int  # the thread group
     nr: int
     args: tuple[int, int, int, int, int, int]
-    string: bytes | None  # the captured argument's bytes (no NUL), None when not read
-    complete: bool  # the NUL was within STRLEN
+    captures: tuple[Captured, ...] = ()  # those read (a failed read is left out)
+    failed: int = 0  # captures the kernel could not read (-EFAULT...)
 
 
-def string_argument(name: str) -> int | None:
-    """Index of the syscall's first path/string argument, from render's signatures."""
+_FIXED = {"sigaction": 32, "rlim": 16, "sigaltstack": 24}
+
+
+def plan_of(name: str) -> tuple[Capture, ...]:
+    """What the kernel reads for a call of `name`: render's memory reads at entry (pure)."""
     if name in ("open", "creat"):
-        return 0
+        return (Capture(0, STR, STRLEN),)
     if name == "openat":
-        return 1
+        return (Capture(1, STR, STRLEN),)
+    out = []
     for i, kind in enumerate(SIGNATURES.get(name, ())):
-        if kind in ("path", "cstr"):
-            return i
-    return None
+        kind, _, ref = kind.partition(":")
+        if kind == "path":
+            out.append(Capture(i, STR, STRLEN))
+        elif kind == "cstr":  # strace -s 64: one more byte tells a longer string
+            out.append(Capture(i, STR, STRING_LIMIT + 2))
+        elif kind in _FIXED:
+            out.append(Capture(i, FIXED, _FIXED[kind]))
+        elif kind in ("sigset", "optval"):
+            out.append(Capture(i, FIXED, 8 if kind == "sigset" else 4))
+        elif kind == "str":
+            out.append(Capture(i, FROM_ARG, STRING_LIMIT, int(ref)))
+        elif kind == "sockaddr":
+            out.append(Capture(i, FROM_ARG, 128, int(ref)))
+        elif kind == "poll":  # struct pollfd: 8 bytes
+            out.append(Capture(i, FROM_ARG, CAP, int(ref), 3))
+    return tuple(out[:NCAP])
 
 
-def actions(skip: Iterable[str]) -> dict[int, int]:
-    """syscall number -> action for every syscall not in `skip` (pure)."""
+def actions(skip: Iterable[str]) -> dict[int, tuple[Capture, ...]]:
+    """syscall number -> its capture plan, for every syscall not in `skip` (pure)."""
     skipped = set(skip)
-    out = {}
-    for name, nr in X86_64.items():
-        if name in skipped or nr >= NR_MAX:
-            continue
-        idx = string_argument(name)
-        out[nr] = REPORT if idx is None else REPORT_STR + idx
-    return out
+    return {nr: plan_of(name) for name, nr in X86_64.items() if name not in skipped and nr < NR_MAX}
+
+
+def plan_value(plan: tuple[Capture, ...]) -> bytes:
+    """The plan map's value: reported, and the captures (pure)."""
+    fields: list[int] = []
+    for k in range(NCAP):
+        c = plan[k] if k < len(plan) else None
+        fields += [0, 0, 0, 0, 0] if c is None else [c.arg, c.kind, c.len_arg, c.shift, c.size]
+    return PLAN.pack(1, *fields)
 
 
 def parse_record(buf: bytes | memoryview) -> ObservedCall:
     """A ring record -> ObservedCall (pure)."""
-    ktime, pid_tgid, nr, slen, *args = HEADER.unpack_from(buf)
-    string, complete = None, False
-    if slen > 0:  # bytes read, the NUL included when it was found
-        raw = bytes(buf[HEADER.size:HEADER.size + slen])
-        complete = raw.endswith(b"\0")
-        string = raw[:-1] if complete else raw
-    return ObservedCall(ktime, pid_tgid & 0xFFFFFFFF, pid_tgid >> 32, nr, tuple(args), string, complete)
+    ktime, pid_tgid, nr, _, *args = HEADER.unpack_from(buf)
+    at, end = HEADER.size, len(buf)
+    got, failed = [], 0
+    while at + CAPTURE.size <= end:
+        what, n = CAPTURE.unpack_from(buf, at)
+        at += CAPTURE.size
+        if n <= 0:
+            failed += 1
+            continue
+        raw = bytes(buf[at:at + n])
+        at += n
+        size = _STR_SIZE.get((nr, what))
+        if size is not None:  # a string: the helper NUL-terminates a cut one too (all `size` read)
+            got.append(Captured(args[what & 0xFF], raw[:-1], True, n < size))
+        else:
+            got.append(Captured(args[what & 0xFF], raw, False, True))
+    return ObservedCall(ktime, pid_tgid & 0xFFFFFFFF, pid_tgid >> 32, nr, tuple(args), tuple(got), failed)
+
+
+# (nr, a string capture's descriptor word) -> its size: whether all of it was read
+_STR_SIZE = {(nr, c.word()): c.size for name, nr in X86_64.items() for c in plan_of(name) if c.kind == STR}
 
 
 class CapturedMemory:
-    """render.Memory over the one string the kernel captured: any other read finds nothing
+    """render.Memory over what the kernel captured: any other read finds nothing
     (the process has moved on; /proc/<pid>/mem is never read for observed calls)."""
 
-    __slots__ = ("addr", "data")
+    __slots__ = ("regions",)
 
-    def __init__(self, addr: int, string: bytes | None, complete: bool):
-        self.addr = addr
-        self.data = b"" if string is None else string + (b"\0" if complete else b"")
+    def __init__(self, captures: Iterable[Captured]):
+        self.regions = [(c.addr, c.data + b"\0" if c.is_string and c.complete else c.data)
+                        for c in captures if c.addr]
 
     def read(self, addr: int, size: int) -> bytes:
-        off = addr - self.addr
-        if not self.data or off < 0 or off >= len(self.data):
-            return b""
-        return self.data[off:off + size]
+        for base, data in self.regions:
+            off = addr - base
+            if 0 <= off < len(data):
+                return data[off:off + size]
+        return b""
 
 
 # -- the program -----------------------------------------------------------------------
@@ -169,20 +242,59 @@ def assemble(items: list) -> bytes:
     return b"".join(code)
 
 
-MOV_X, MOV_K, ADD_K, ADD_X = 0xBF, 0xB7, 0x07, 0x0F
-LDX_DW, LDX_W, STX_DW, STX_W, ST_W = 0x79, 0x61, 0x7B, 0x63, 0x62
-JEQ_K, JNE_K, JGT_K, JNE_X, JSLT_K = 0x15, 0x55, 0x25, 0x5D, 0xC5
+MOV_X, MOV_K, ADD_K, ADD_X, AND_K, LSH_K, LSH_X = 0xBF, 0xB7, 0x07, 0x0F, 0x57, 0x67, 0x6F
+LDX_DW, LDX_W, LDX_B, STX_DW, STX_W, ST_W = 0x79, 0x61, 0x71, 0x7B, 0x63, 0x62
+JEQ_K, JNE_K, JGT_K, JGT_X, JNE_X, JSLT_K, JSLE_K, JA = 0x15, 0x55, 0x25, 0x2D, 0x5D, 0xC5, 0xD5, 0x05
 CALL, EXIT, XADD_DW = 0x85, 0x95, 0xDB
 H_LOOKUP, H_KTIME, H_PID_TGID, H_CGROUP_ID = 1, 5, 14, 80
-H_READ_KERNEL, H_READ_USER_STR, H_RB_OUTPUT = 113, 114, 130
-REC = -(RECORD + 8)  # the record on the stack: [-336, -8)
-REGS = REC - PT_REGS_SIZE  # the caller's pt_regs: [-456, -336)
+H_READ_USER, H_READ_KERNEL, H_READ_USER_STR, H_RB_OUTPUT = 112, 113, 114, 130
+# pt_regs offsets of the x86-64 syscall arguments: di, si, dx, r10, r8, r9
+PT_REGS_ARGS = (112, 104, 96, 56, 72, 64)
+PT_REGS_SIZE = 120  # r15 .. di
+REGS = -8 - PT_REGS_SIZE  # the caller's pt_regs on the stack: [-128, -8)
+ARGS = 24  # the args' offset in the record
 
 
-def program(cgroup_id: int, action_fd: int, ring_fd: int, lost_fd: int) -> bytes:
+def _capture(k: int) -> list:
+    """Capture k of the plan (r8) into the record (r6) at offset r9; r9 moves past it."""
+    d = 8 + 8 * k  # the descriptor in the plan value
+    nxt = f"cap{k + 1}" if k + 1 < NCAP else "output"
+    return [
+        _i(LDX_B, 1, 8, d + 1), Jump(JEQ_K, "output", 1),   # r1 = kind; none: the record is whole
+        _i(AND_K, 9, imm=OFF_MASK),                          # (bounds the offset for the verifier)
+        _i(LDX_W, 2, 8, d), _i(MOV_X, 3, 6), _i(ADD_X, 3, 9), _i(STX_W, 3, 2, 0),  # what
+        _i(AND_K, 2, imm=7), _i(LSH_K, 2, imm=3), _i(MOV_X, 3, 6), _i(ADD_X, 3, 2),
+        _i(LDX_DW, 3, 3, ARGS),                              # r3 = the argument: the address
+        _i(LDX_W, 7, 8, d + 4),                              # r7 = size
+        Jump(JEQ_K, f"str{k}", 1, imm=STR),
+        Jump(JEQ_K, f"size{k}", 1, imm=FIXED),
+        _i(LDX_B, 2, 8, d + 2), _i(AND_K, 2, imm=7), _i(LSH_K, 2, imm=3),
+        _i(MOV_X, 1, 6), _i(ADD_X, 1, 2), _i(LDX_DW, 1, 1, ARGS),  # r1 = the length argument
+        _i(LDX_B, 2, 8, d + 3), _i(AND_K, 2, imm=7), _i(LSH_X, 1, 2),
+        Jump(JGT_X, f"size{k}", 1, 7), _i(MOV_X, 7, 1),      # r7 = min(length << shift, size)
+        f":size{k}",
+        Jump(JGT_K, f"big{k}", 7, imm=CAP), Jump(JA, f"bytes{k}"), f":big{k}", _i(MOV_K, 7, imm=CAP),
+        f":bytes{k}",
+        _i(MOV_X, 1, 6), _i(ADD_X, 1, 9), _i(ADD_K, 1, imm=CAPTURE.size), _i(MOV_X, 2, 7),
+        _i(CALL, imm=H_READ_USER),
+        Jump(JSLT_K, f"status{k}", 0, imm=0), _i(MOV_X, 0, 7),  # read: its size
+        Jump(JA, f"status{k}"),
+        f":str{k}",
+        Jump(JGT_K, f"sbig{k}", 7, imm=CAP), Jump(JA, f"sread{k}"), f":sbig{k}", _i(MOV_K, 7, imm=CAP),
+        f":sread{k}",
+        _i(MOV_X, 1, 6), _i(ADD_X, 1, 9), _i(ADD_K, 1, imm=CAPTURE.size), _i(MOV_X, 2, 7),
+        _i(CALL, imm=H_READ_USER_STR),                       # bytes with the NUL, or -errno
+        f":status{k}",
+        _i(MOV_X, 1, 6), _i(ADD_X, 1, 9), _i(STX_W, 1, 0, 4),
+        _i(ADD_K, 9, imm=CAPTURE.size),
+        Jump(JSLE_K, nxt, 0, imm=0), _i(ADD_X, 9, 0),
+    ] + ([f":{nxt}"] if k + 1 < NCAP else [])
+
+
+def program(cgroup_id: int, action_fd: int, ring_fd: int, lost_fd: int, scratch_fd: int) -> bytes:
     """The raw-tracepoint program (pure).  ctx: u64[2] = {struct pt_regs *, syscall nr}.
-    The record is built on the stack and copied with bpf_ringbuf_output, its length
-    the header plus the string actually read (a stat of `/` costs 74 bytes, not 328)."""
+    The record is built in the per-CPU scratch map and copied with bpf_ringbuf_output,
+    its length the header plus the captures actually read."""
     p: list = [
         _i(MOV_X, 6, 1),                                   # r6 = ctx
         _i(CALL, imm=H_CGROUP_ID),
@@ -193,28 +305,28 @@ def program(cgroup_id: int, action_fd: int, ring_fd: int, lost_fd: int) -> bytes
         _map(1, action_fd), _i(MOV_X, 2, 10), _i(ADD_K, 2, imm=-4),
         _i(CALL, imm=H_LOOKUP),
         Jump(JEQ_K, "out", 0),                             # nr out of the map
-        _i(LDX_W, 8, 0, 0),                                # r8 = action
-        Jump(JEQ_K, "out", 8, imm=0),                      # seccomp reports it
-        _i(CALL, imm=H_KTIME), _i(STX_DW, 10, 0, REC),
-        _i(CALL, imm=H_PID_TGID), _i(STX_DW, 10, 0, REC + 8),
-        _i(STX_W, 10, 7, REC + 16),
-        _i(ST_W, 10, off=REC + 20, imm=0),
+        _i(MOV_X, 8, 0),                                   # r8 = the plan
+        _i(LDX_W, 1, 8, 0), Jump(JEQ_K, "out", 1, imm=0),  # seccomp reports it
         _i(MOV_X, 1, 10), _i(ADD_K, 1, imm=REGS), _i(MOV_K, 2, imm=PT_REGS_SIZE),
         _i(LDX_DW, 3, 6, 0), _i(CALL, imm=H_READ_KERNEL),  # pt_regs -> stack
+        _i(ST_W, 10, off=-4, imm=0),
+        _map(1, scratch_fd), _i(MOV_X, 2, 10), _i(ADD_K, 2, imm=-4),
+        _i(CALL, imm=H_LOOKUP),
+        Jump(JEQ_K, "out", 0),
+        _i(MOV_X, 6, 0),                                   # r6 = the record
+        _i(STX_W, 6, 7, 16), _i(ST_W, 6, off=20, imm=0),
+        _i(CALL, imm=H_KTIME), _i(STX_DW, 6, 0, 0),
+        _i(CALL, imm=H_PID_TGID), _i(STX_DW, 6, 0, 8),
     ]
     for k, reg_off in enumerate(PT_REGS_ARGS):
-        p += [_i(LDX_DW, 1, 10, REGS + reg_off), _i(STX_DW, 10, 1, REC + 24 + 8 * k)]
-    p += [_i(MOV_K, 9, imm=HEADER.size), Jump(JEQ_K, "output", 8, imm=REPORT), _i(MOV_K, 3, imm=0)]
-    for k in range(6):  # r3 = the string argument
-        p += [_i(JNE_K, 8, imm=REPORT_STR + k, off=1), _i(LDX_DW, 3, 10, REC + 24 + 8 * k)]
+        p += [_i(LDX_DW, 1, 10, REGS + reg_off), _i(STX_DW, 6, 1, ARGS + 8 * k)]
+    p += [_i(MOV_K, 9, imm=HEADER.size)]
+    for k in range(NCAP):
+        p += _capture(k)
     p += [
-        _i(MOV_X, 1, 10), _i(ADD_K, 1, imm=REC + HEADER.size), _i(MOV_K, 2, imm=STRLEN),
-        _i(CALL, imm=H_READ_USER_STR),
-        _i(STX_W, 10, 0, REC + 20),                        # bytes read with the NUL, or -errno
-        Jump(JGT_K, "output", 0, imm=STRLEN),              # (a negative one too: unsigned)
-        _i(ADD_X, 9, 0),
         ":output",
-        _map(1, ring_fd), _i(MOV_X, 2, 10), _i(ADD_K, 2, imm=REC), _i(MOV_X, 3, 9), _i(MOV_K, 4, imm=0),
+        _i(AND_K, 9, imm=OFF_MASK),
+        _map(1, ring_fd), _i(MOV_X, 2, 6), _i(MOV_X, 3, 9), _i(MOV_K, 4, imm=0),
         _i(CALL, imm=H_RB_OUTPUT),
         Jump(JSLT_K, "lost", 0, imm=0),
         ":out",
@@ -225,7 +337,7 @@ def program(cgroup_id: int, action_fd: int, ring_fd: int, lost_fd: int) -> bytes
         _i(CALL, imm=H_LOOKUP),
         Jump(JEQ_K, "out", 0),
         _i(MOV_K, 1, imm=1), _i(XADD_DW, 0, 1, 0),
-        Jump(0x05, "out"),
+        Jump(JA, "out"),
     ]
     return assemble(p)
 
@@ -234,7 +346,7 @@ def program(cgroup_id: int, action_fd: int, ring_fd: int, lost_fd: int) -> bytes
 
 SYS_BPF = 321
 MAP_CREATE, MAP_LOOKUP, MAP_UPDATE, PROG_LOAD, RAW_TP_OPEN = 0, 1, 2, 5, 17
-MAP_ARRAY, MAP_RINGBUF = 2, 27
+MAP_ARRAY, MAP_PERCPU_ARRAY, MAP_RINGBUF = 2, 6, 27
 PROG_RAW_TRACEPOINT = 17
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -342,12 +454,14 @@ class EbpfObserver:
         self.actions = actions(skip)
         try:
             cgroup_id = os.stat(cgroup_path).st_ino
-            self.action_fd = self._keep(_map_create(MAP_ARRAY, 4, 4, NR_MAX))
-            for nr, act in self.actions.items():
-                _map_update(self.action_fd, struct.pack("<I", nr), struct.pack("<I", act))
+            self.action_fd = self._keep(_map_create(MAP_ARRAY, 4, PLAN.size, NR_MAX))
+            for nr, plan in self.actions.items():
+                _map_update(self.action_fd, struct.pack("<I", nr), plan_value(plan))
             self.lost_fd = self._keep(_map_create(MAP_ARRAY, 4, 8, 1))
             self.ring_fd = self._keep(_map_create(MAP_RINGBUF, 0, 0, ring_bytes))
-            prog = self._keep(_prog_load(program(cgroup_id, self.action_fd, self.ring_fd, self.lost_fd)))
+            scratch = self._keep(_map_create(MAP_PERCPU_ARRAY, 4, SCRATCH, 1))
+            prog = self._keep(_prog_load(program(cgroup_id, self.action_fd, self.ring_fd, self.lost_fd,
+                                                 scratch)))
             self.ring = Ring(self.ring_fd, ring_bytes)
             self._keep(_raw_tp_open(b"sys_enter", prog))  # attached from here on: no unobserved window
         except BaseException:
@@ -441,11 +555,10 @@ def start_for(mode: str, plan, cgroup_path: str | None):
     return plan, None, f"observer: seccomp, trapping every syscall ({why})"
 
 
-def memory_of(call: ObservedCall, action: int | None) -> CapturedMemory:
-    """The render.Memory of an observed call: its captured string at the argument's address."""
-    if action is None or action < REPORT_STR:
-        return CapturedMemory(0, None, False)
-    return CapturedMemory(call.args[action - REPORT_STR], call.string, call.complete)
+def memory_of(call: ObservedCall, plan: tuple[Capture, ...] | None = None) -> CapturedMemory:
+    """The render.Memory of an observed call: what the kernel captured, at the arguments'
+    addresses (the record says which argument each capture is: `plan` is not needed)."""
+    return CapturedMemory(call.captures)
 
 
 def clock_offset_ns() -> int:
