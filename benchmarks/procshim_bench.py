@@ -7,7 +7,9 @@ the total wall time is reported too):
 
 - `stat`: 200,000 ``os.stat`` in Python (``newfstatat``, not trapped);
 - `cat`: 2,000 ``cat /etc/hostname`` started by ``sh`` (exec, open, read,
-  write: trapped).
+  write: trapped);
+- `tar`: ``tar -cf`` of Python's standard library (~7,700 files) to a file;
+- `git status`: 40 ``git status --porcelain`` of this repository.
 
 Modes: untraced; ``trustctl shim`` with a policy naming execve, connect,
 ptrace and mount (plus the syscall classes its isolation levels name: none,
@@ -69,13 +71,28 @@ CAT = 's=$(date +%s%N); i=0; while [ $i -lt {n} ]; do cat /etc/hostname >/dev/nu
       'e=$(date +%s%N); echo $(( (e - s) / 1000 ))'
 
 
+# Real tools: `tar` of a source tree (Python's standard library, ~7,700 files,
+# site-packages left out) into a file, and `git status` of this repository.
+TAR = 's=$(date +%s%N); tar -cf {out} --exclude=site-packages -C {tree} .; ' \
+      'e=$(date +%s%N); echo $(( (e - s) / 1000 ))'
+GIT = 's=$(date +%s%N); i=0; while [ $i -lt {n} ]; do git -C {repo} status --porcelain >/dev/null; ' \
+      'i=$((i+1)); done; e=$(date +%s%N); echo $(( (e - s) / 1000 ))'
+
+
 def workloads(quick: bool) -> dict[str, tuple[list[str], float]]:
     """name -> (argv, divisor turning the printed number into seconds)."""
-    n_stat, n_cat = (50_000, 500) if quick else (200_000, 2_000)
-    return {
+    n_stat, n_cat, n_git = (50_000, 500, 10) if quick else (200_000, 2_000, 40)
+    tree = os.path.dirname(os.__file__) if not quick else os.path.join(os.path.dirname(os.__file__), "email")
+    repo = Path(__file__).resolve().parents[1]
+    out = os.path.join(tempfile.gettempdir(), f"procshim-bench-{os.getpid()}.tar")
+    loads = {
         f"stat x{n_stat}": ([sys.executable, "-c", STAT.format(n=n_stat)], 1.0),
         f"cat x{n_cat} in sh": (["sh", "-c", CAT.format(n=n_cat)], 1e6),
+        f"tar of {os.path.basename(tree)}/": (["sh", "-c", TAR.format(out=out, tree=tree)], 1e6),
     }
+    if (repo / ".git").exists() and shutil.which("git"):
+        loads[f"git status x{n_git}"] = (["sh", "-c", GIT.format(n=n_git, repo=repo)], 1e6)
+    return loads
 
 
 EVENTS = re.compile(r"(\d+) calls trapped, (\d+) events published")

@@ -291,7 +291,7 @@ class Supervisor:
 
     def _observe(self) -> None:
         """Publish the next observed calls, as trapped ones are (never from /proc/<pid>/mem:
-        the caller has moved on; the kernel captured the one string argument)."""
+        the caller has moved on; the kernel captured what the call's plan reads: ebpf.plan_of)."""
         acts = self.observer.actions
         for c in self.observer.take(OBSERVED_PER_TURN):
             if not self.started or c.ktime_ns < self.exec_ns:
