@@ -47,9 +47,8 @@ import struct
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
-from streams.clock import FORMAT
+from streams.clock import format_epoch_ns
 from streams.procshim.render import SIGNATURES, STRING_LIMIT
 from streams.procshim.syscall_table import X86_64
 
@@ -568,4 +567,4 @@ def clock_offset_ns() -> int:
 
 def timestamp(ktime_ns: int, offset_ns: int) -> str:
     """RFC 3339 UTC with microseconds (streams.clock's format) of a kernel time."""
-    return datetime.fromtimestamp((ktime_ns + offset_ns) / 1e9, timezone.utc).strftime(FORMAT)
+    return format_epoch_ns(ktime_ns + offset_ns)

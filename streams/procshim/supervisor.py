@@ -34,11 +34,10 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from streams.clock import FORMAT, utc_now
+from streams.clock import format_epoch_ns, utc_now
 from streams.errors import ConfigError, TrustError
 from streams.procshim import ebpf, reload
 from streams.procshim.actuator import Actuator, Op, Step
@@ -497,7 +496,7 @@ class Supervisor:
 
 def _rfc3339(wall: float) -> str:
     """streams.clock's format (RFC 3339, UTC, microseconds) of a time.time() value."""
-    return datetime.fromtimestamp(wall, timezone.utc).strftime(FORMAT)
+    return format_epoch_ns(int(wall * 1_000_000) * 1000)
 
 
 def _drain(fd: int) -> None:
