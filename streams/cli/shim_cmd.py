@@ -121,8 +121,10 @@ def run(args: argparse.Namespace) -> int:
         if sup.plan.observed and (not args.quiet or c["lost"]):  # lost events are said even with -q
             print(f"trustctl shim: observer: {c['observed']} calls reported, {c['lost']} lost "
                   f"(the ring buffer was full)", file=sys.stderr)
-        if undelivered:
-            print(f"trustctl shim: {undelivered} record(s) not delivered to kafka", file=sys.stderr)
+        failed = shim.counters.events_failed
+        if undelivered or failed:  # said even with -q: these events are lost to the engine
+            print(f"trustctl shim: {undelivered} record(s) still queued at exit and {failed} event(s) "
+                  f"refused or timed out: not delivered to kafka", file=sys.stderr)
     return code
 
 
