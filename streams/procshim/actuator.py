@@ -163,6 +163,11 @@ class Actuator:
             return self._recover(pid, ev.get("reason") or "recovered", refs)
         return []
 
+    @property
+    def in_redzone(self) -> bool:
+        """Whether any process of this shim is in the redzone (a new one may inherit)."""
+        return bool(self._entries)
+
     def inherit(self, child: str, parent: str) -> None:
         """A process started by an isolated one is isolated the same way."""
         e = self._entries.get(parent)

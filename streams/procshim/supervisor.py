@@ -340,9 +340,10 @@ class Supervisor:
         process_id = f"{self.opts.prog}-{pid}"
         self._procs[pid] = process_id
         self._pids_by_process[process_id] = pid
-        parent = self._procs.get(_ppid(pid))
-        if parent is not None:
-            self.actuator.inherit(process_id, parent)
+        if self.actuator.in_redzone:  # only then can a parent's isolation pass on (saves a /proc read)
+            parent = self._procs.get(_ppid(pid))
+            if parent is not None:
+                self.actuator.inherit(process_id, parent)
         return process_id
 
     def _memory(self, pid: int, nid: int) -> ProcMemory | None:

@@ -159,6 +159,53 @@ def test_forbidden_read_quarantines_with_network_isolation_and_the_next_connect_
     assert deny["violating_event_id"] == q["event_id"] and deny["delay_ms"] > 0
 
 
+def test_a_process_started_by_an_isolated_one_is_isolated_too(worker, tmp_path):
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    port = server.getsockname()[1]
+    secret = tmp_path / "forbidden-child"
+    secret.write_text("x")
+    child = f"""
+import errno, socket, sys
+try:
+    socket.socket().connect(("127.0.0.1", {port}))
+except OSError as exc:
+    sys.exit(0 if exc.errno == errno.EPERM else 3)
+sys.exit(5)
+"""
+    code = f"""
+        import errno, socket, subprocess, sys, time
+        socket.socket().connect(("127.0.0.1", {port}))    # allowed before the violation
+        open({str(secret)!r}).read()                      # the violation: quarantine, network
+        for _ in range(480):                              # until the isolation is in effect here
+            try:
+                socket.socket().connect(("127.0.0.1", {port}))
+            except OSError as exc:
+                if exc.errno == errno.EPERM:
+                    break
+            time.sleep(0.25)
+        else:
+            raise SystemExit(4)
+        raise SystemExit(subprocess.run([sys.executable, "-c", {child!r}]).returncode)
+    """
+    proc, identity = shim(worker, code)
+    try:
+        rc, out, err = finish(proc)
+    finally:
+        server.close()
+    assert rc == 0, f"rc {rc} (3: the child's connect failed otherwise, 5: it connected)\n{out}\n{err}"
+    q = quarantine_of(worker, identity)
+    denied = wait_for("a deny for the child", lambda: [
+        a for a in read_all(worker, "enforcement", "EnforcementAction")
+        if a["identity_id"] == identity and a["action"] == "deny" and a["process_id"] != q["process_id"]],
+        every=0.3)
+    assert denied[0]["syscall"] in ("socket", "connect")  # the network class: its socket() already fails
+    assert denied[0]["command_id"] == q["command_id"]
+
+
 def test_full_isolation_freezes_and_recovery_lets_it_finish(worker, tmp_path):
     go, done = tmp_path / "go", tmp_path / "done"
     code = f"""
