@@ -120,13 +120,21 @@ def frozen(pid: int) -> bool:
     return "frozen 1" in events.read_text()
 
 
-def test_forbidden_read_quarantines_with_network_isolation_and_the_next_connect_fails(worker, tmp_path):
+@pytest.fixture
+def port():
+    """A TCP port on 127.0.0.1 that accepts connections (the programs' allowed network)."""
     import socket
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(64)
-    port = server.getsockname()[1]
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+
+
+def test_forbidden_read_quarantines_with_network_isolation_and_the_next_connect_fails(worker, port, tmp_path):
     secret = tmp_path / "forbidden-secret"
     secret.write_text("s3cret")
     code = f"""
@@ -144,10 +152,7 @@ def test_forbidden_read_quarantines_with_network_isolation_and_the_next_connect_
         raise SystemExit(4)
     """
     proc, identity = shim(worker, code)
-    try:
-        rc, out, err = finish(proc)
-    finally:
-        server.close()
+    rc, out, err = finish(proc)
     assert rc == 0, f"rc {rc}\n{out}\n{err}"
     assert out.startswith("denied ") and out.split()[2] == "1", out  # errno 1 = EPERM
     q = quarantine_of(worker, identity)
@@ -159,13 +164,7 @@ def test_forbidden_read_quarantines_with_network_isolation_and_the_next_connect_
     assert deny["violating_event_id"] == q["event_id"] and deny["delay_ms"] > 0
 
 
-def test_a_process_started_by_an_isolated_one_is_isolated_too(worker, tmp_path):
-    import socket
-
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    port = server.getsockname()[1]
+def test_a_process_started_by_an_isolated_one_is_isolated_too(worker, port, tmp_path):
     secret = tmp_path / "forbidden-child"
     secret.write_text("x")
     child = f"""
@@ -192,10 +191,7 @@ sys.exit(5)
         raise SystemExit(subprocess.run([sys.executable, "-c", {child!r}]).returncode)
     """
     proc, identity = shim(worker, code)
-    try:
-        rc, out, err = finish(proc)
-    finally:
-        server.close()
+    rc, out, err = finish(proc)
     assert rc == 0, f"rc {rc} (3: the child's connect failed otherwise, 5: it connected)\n{out}\n{err}"
     q = quarantine_of(worker, identity)
     denied = wait_for("a deny for the child", lambda: [
