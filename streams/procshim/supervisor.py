@@ -14,8 +14,8 @@ held and later trapped calls with ENOSYS rather than hanging the tree.
 
 With a catch-all policy an eBPF observer (streams/procshim/ebpf.py) may report
 the syscalls seccomp does not trap: the same loop drains its ring buffer,
-after the held calls, and publishes those calls the same way (rendered from the
-string the kernel captured, dated by the kernel's clock).
+after the held calls, and publishes those calls the same way (rendered from what
+the kernel captured at entry, dated by the kernel's clock).
 """
 
 from __future__ import annotations
