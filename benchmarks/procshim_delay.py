@@ -40,7 +40,6 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
 
 from benchmarks.pipeline_kit import wait_for
 from streams.procshim.actuator import parse_time
@@ -95,32 +94,15 @@ def health(port: int) -> dict:
 def read_all(settings, kind: str, schema: str, stamp: bool = False) -> list[dict]:
     """Every record on one of the lane's topics now."""
     from streams.codec.avro import codec
+    from streams.kafka.read import read_to_end
 
-    topic = settings.topic(kind)
-    dec = codec(schema).decode
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"r-{uuid.uuid4().hex}",
-                  "enable.auto.commit": False})
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {n: c.get_watermark_offsets(TopicPartition(topic, n), timeout=10) for n in parts}
-        todo = {n for n, (lo, hi) in ends.items() if hi > lo}
-        c.assign([TopicPartition(topic, n, ends[n][0]) for n in todo])
-        out = []
-        while todo:
-            m = c.poll(5)
-            if m is None:
-                break
-            if m.error():
-                continue
-            rec = dec(m.value())
-            if stamp:
-                rec["_broker_ts"] = m.timestamp()[1] / 1000
-            out.append(rec)
-            if m.offset() >= ends[m.partition()][1] - 1:
-                todo.discard(m.partition())
-        return out
-    finally:
-        c.close()
+    dec, out = codec(schema).decode, []
+    for m in read_to_end(settings, settings.topic(kind)):
+        rec = dec(m.value())
+        if stamp:
+            rec["_broker_ts"] = m.timestamp()[1] / 1000
+        out.append(rec)
+    return out
 
 
 def pct(values: list[float], p: float) -> float:

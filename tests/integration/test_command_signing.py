@@ -15,12 +15,12 @@ import uuid
 
 import pytest
 import redis
-from confluent_kafka import TopicPartition
 
 from streams import command_signature as cs
 from streams import signing
 from streams.codec.avro import codec
 from streams.kafka import clients
+from streams.kafka.read import read_to_end
 from streams.settings import Settings
 from tests.integration.pipeline import TRUSTCTL, Pipeline, normalise, wait_for
 
@@ -67,23 +67,9 @@ def event(n: int, syscall: str) -> dict:
 
 
 def all_records(p: Pipeline, kind: str, schema: str) -> list[dict]:
-    """Every record of a topic up to its current end, partition by partition."""
-    topic, dec = p.settings.topic(kind), codec(schema).decode
-    consumer = clients.consumer(p.settings, f"reader-{uuid.uuid4().hex}")
-    out: list[dict] = []
-    try:
-        for n in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, n), timeout=10)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(topic, n, low)])
-            got = []
-            wait_for(f"{topic}[{n}] to its end", lambda: got.extend(
-                m for m in consumer.consume(100, 0.2) if m.error() is None) or (got and got[-1].offset() >= high - 1))
-            out.extend(dec(m.value()) for m in got)
-    finally:
-        consumer.close()
-    return out
+    """Every record of a topic up to its current end."""
+    dec = codec(schema).decode
+    return [dec(m.value()) for m in read_to_end(p.settings, p.settings.topic(kind))]
 
 
 def produce(p: Pipeline, kind: str, key: str, values: list[bytes]) -> None:

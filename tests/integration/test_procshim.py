@@ -12,14 +12,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from streams.codec.avro import codec
+from streams.kafka.read import read_to_end
 from tests.integration.pipeline import TRUSTCTL, Pipeline, wait_for
 
 pytestmark = [
@@ -76,30 +75,8 @@ def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]
 
 def read_all(p: Pipeline, kind: str, schema: str) -> list[dict]:
     """Every record on a topic now (up to the end watermarks)."""
-    topic = p.settings.topic(kind)
     dec = codec(schema).decode
-    c = Consumer({"bootstrap.servers": p.settings.kafka_bootstrap, "group.id": f"r-{uuid.uuid4().hex}",
-                  "enable.auto.commit": False})
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {n: c.get_watermark_offsets(TopicPartition(topic, n), timeout=10) for n in parts}
-        todo = {n for n, (lo, hi) in ends.items() if hi > lo}
-        c.assign([TopicPartition(topic, n, ends[n][0]) for n in todo])
-        out = []
-        deadline = time.monotonic() + 60  # a loaded machine can be slow to hand records over
-        while todo:
-            assert time.monotonic() < deadline, f"partitions {sorted(todo)} of {topic} not read to their end"
-            m = c.poll(1)
-            if m is None:
-                continue
-            if m.error():
-                continue
-            out.append(dec(m.value()))
-            if m.offset() >= ends[m.partition()][1] - 1:
-                todo.discard(m.partition())
-        return out
-    finally:
-        c.close()
+    return [dec(m.value()) for m in read_to_end(p.settings, p.settings.topic(kind))]
 
 
 def enforcement(p: Pipeline, pred, what: str) -> dict:

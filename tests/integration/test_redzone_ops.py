@@ -17,10 +17,10 @@ import uuid
 
 import pytest
 import redis
-from confluent_kafka import Consumer, TopicPartition
 
 from streams.codec.avro import codec
 from streams.errors import TransitionError
+from streams.kafka.read import read_to_end
 from streams.redzone.service import RedzoneService
 from tests.integration.pipeline import TRUSTCTL, Pipeline, normalise, wait_for
 
@@ -90,27 +90,8 @@ def cli(p: Pipeline, *args: str) -> subprocess.CompletedProcess:
 
 def records(p: Pipeline, kind: str, schema: str) -> list[dict]:
     """Every record on a topic up to its current end (what producers have confirmed)."""
-    topic = p.settings.topic(kind)
-    consumer = Consumer({"bootstrap.servers": p.settings.kafka_bootstrap, "group.id": f"r-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {n: consumer.get_watermark_offsets(TopicPartition(topic, n), timeout=10) for n in parts}
-        todo = {n for n, (low, high) in ends.items() if high > low}
-        consumer.assign([TopicPartition(topic, n, ends[n][0]) for n in parts])
-        dec, out = codec(schema).decode, []
-        wait_for(f"the end of {topic}", lambda: _drain(consumer, ends, todo, dec, out) or not todo, timeout=30)
-        return out
-    finally:
-        consumer.close()
-
-
-def _drain(consumer, ends, todo, dec, out) -> None:
-    for m in consumer.consume(100, 0.2):
-        if m.error() is None:
-            out.append(dec(m.value()))
-            if m.offset() >= ends[m.partition()][1] - 1:
-                todo.discard(m.partition())
+    dec = codec(schema).decode
+    return [dec(m.value()) for m in read_to_end(p.settings, p.settings.topic(kind))]
 
 
 def transitions(p: Pipeline, pid: str) -> list[tuple]:
